@@ -1,0 +1,24 @@
+"""Where things live on disk: one place, so notebooks (run from notebooks/) and scripts agree."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    """Folder holding built datasets (`<root>/<name>/`) and raw downloads (`<root>/raw/`).
+
+    Set ``ADDRESSCLIP_DATA`` to put it elsewhere (e.g. a big disk); default ``<repo>/data``.
+    """
+    return Path(os.environ.get("ADDRESSCLIP_DATA", REPO_ROOT / "data")).expanduser().resolve()
+
+
+def outputs_root() -> Path:
+    """Folder for runs, executed notebooks and reports; ``ADDRESSCLIP_OUTPUTS`` overrides ``<repo>/outputs``."""
+    return Path(os.environ.get("ADDRESSCLIP_OUTPUTS", REPO_ROOT / "outputs")).expanduser().resolve()
+
+
+def runs_root() -> Path:
+    return outputs_root() / "runs"
