@@ -1,0 +1,127 @@
+"""Training configuration: one dataclass, validated, with errors that name the bad value and the valid choices."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .datasets.registry import DATASETS
+from .freezing import parse_mode
+from .losses import GEO_FORMS
+
+CAPTION_TEXTS = ("caption+address", "caption")
+# Fields that control how a run is executed, not what it computes: they do not enter the run's identity.
+RUN_CONTROL = ("run_name", "runs_dir", "resume", "progress", "num_workers", "stop_after_epochs", "device", "overwrite")
+
+
+@dataclass
+class TrainConfig:
+    # what to train on and from
+    dataset: str = "helsinki-synth"
+    backbone: str = "effnet-lite0-minilm"
+    pretrained: str | None = None          # open_clip backbones: path of a local weights file
+    init_checkpoint: str | None = None     # run folder or model.pt to start from (e.g. the alignment run)
+    image_size: int | None = None
+    train_image: str = "all"               # all | none | proj | last:N
+    train_text: str = "all"
+    # optimisation (paper: Adam 0.9/0.98, cosine 2.4e-5 -> 2.4e-8, batch 256, 100 epochs)
+    epochs: int = 100
+    batch_size: int = 256                  # global batch: split evenly across processes
+    lr: float = 2.4e-5
+    lr_min: float = 2.4e-8
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    weight_decay: float = 0.0              # 0 = the paper's Adam; > 0 decoupled (AdamW), not on gains/biases/scale
+    warmup_steps: int = 0
+    # losses
+    w_address: float = 1.0
+    w_caption: float = 0.2
+    w_geography: float = 0.8
+    geo_form: str = "similarity"
+    label_aware: bool = False
+    caption_text: str = "caption+address"  # what the caption loss's texts hold
+    # data
+    augment: bool = False                  # open_clip's random resized crop (rendered views already vary per capture)
+    fraction_locations: float = 1.0        # share of training locations used (coverage ablation)
+    extra_datasets: list[str] = field(default_factory=list)  # joint multi-city training
+    # evaluation
+    eval_every: int = 1                    # epochs between validation passes; 0: none
+    final_split: str | None = "test"       # split of the final metrics; None: skip
+    # execution
+    seed: int = 0
+    device: str = "auto"                   # auto | cpu | cuda | cuda:N
+    amp: bool = True                       # bf16 autocast, on CUDA only
+    num_workers: int = 1
+    run_name: str | None = None            # default: derived from the configuration's hash
+    runs_dir: str | None = None            # default: outputs/runs
+    resume: bool = True                    # continue an interrupted run; reuse a finished one
+    overwrite: bool = False                # start again even if the run exists
+    progress: bool | None = None           # None: on, except when $CI is set
+    stop_after_epochs: int | None = None   # end this call after N epochs (to test interruption)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        unknown = sorted(set(values) - set(cls.fields()))
+        if unknown:
+            raise ValueError(f"unknown training options {unknown}; valid: {', '.join(cls.fields())}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in RUN_CONTROL}
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"address": self.w_address, "caption": self.w_caption, "geography": self.w_geography}
+
+    def validate(self) -> None:
+        from .model import OFFLINE_BACKBONES, backbone_names
+
+        for name in [self.dataset, *self.extra_datasets]:
+            if name not in DATASETS and not Path(name).exists():
+                raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} or a built dataset folder")
+        if self.backbone not in OFFLINE_BACKBONES and self.backbone not in backbone_names():
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; valid: {', '.join(OFFLINE_BACKBONES)} or an open_clip architecture "
+                f"(e.g. ViT-B-16-quickgelu)"
+            )
+        parse_mode(self.train_image)
+        parse_mode(self.train_text)
+        if self.geo_form not in GEO_FORMS:
+            raise ValueError(f"unknown geo_form {self.geo_form!r}; valid: {', '.join(GEO_FORMS)}")
+        if self.caption_text not in CAPTION_TEXTS:
+            raise ValueError(f"unknown caption_text {self.caption_text!r}; valid: {', '.join(CAPTION_TEXTS)}")
+        if self.final_split not in (None, "val", "test"):
+            raise ValueError(f"final_split must be 'val', 'test' or None, got {self.final_split!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (contrastive losses need negatives)")
+        if min(self.w_address, self.w_caption, self.w_geography) < 0:
+            raise ValueError(f"loss weights must be >= 0, got {self.loss_weights}")
+        if not any(self.loss_weights.values()):
+            raise ValueError("every loss weight is zero: nothing to train")
+        if not 0 < self.fraction_locations <= 1:
+            raise ValueError(f"fraction_locations must be in (0, 1], got {self.fraction_locations}")
+        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N")

@@ -1,0 +1,61 @@
+"""One entry point for one CPU, one GPU or `torchrun --nproc_per_node N` (gloo on CPU, nccl on GPU).
+
+Features are all-gathered *with* gradient, so every rank computes the loss on the global batch and,
+after DDP averages gradients, the update equals one process on the whole batch (the paper's 8 x 32).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Read the world from torchrun's (or SLURM's) environment and join it; a no-op when alone."""
+    env = os.environ
+    world = int(env.get("WORLD_SIZE", env.get("SLURM_NTASKS", 1)))
+    if world <= 1:
+        return DistInfo()
+    rank = int(env.get("RANK", env.get("SLURM_PROCID", 0)))
+    local = int(env.get("LOCAL_RANK", env.get("SLURM_LOCALID", 0)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo", rank=rank, world_size=world)
+    if str(device).startswith("cuda"):
+        torch.cuda.set_device(local)
+    return DistInfo(rank, world, local)
+
+
+def gather(tensor: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
+    """Concatenate `tensor` from every rank in rank order (identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    if with_grad and tensor.requires_grad:
+        return torch.cat(torch.distributed.nn.functional.all_gather(tensor), dim=0)
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def all_reduce_mean(value: float) -> float:
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item() / dist.get_world_size())

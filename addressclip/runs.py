@@ -1,0 +1,90 @@
+"""Run folders: parameters, code version, per-epoch results, final metrics and checkpoints.
+
+    outputs/runs/<run>/
+      params.json        the configuration, seed, code version, library versions
+      results.jsonl      one JSON line per epoch (train losses, images/s, validation metrics)
+      metrics.json       final test metrics (present only when the run finished)
+      per_address.csv    test accuracy per address
+      predictions.parquet
+      checkpoints/last.pt  full training state after the last finished epoch (for resume)
+      model.pt           final weights + model spec (for evaluation and prediction)
+
+Checkpoints hold only tensors and plain values and are read with ``weights_only=True``: loading never
+executes pickled code. Every file is written to a temporary name and renamed, so an interrupted write
+never leaves a half file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .paths import REPO_ROOT
+
+
+def code_version() -> str:
+    """`git describe` of the checkout (with -dirty), else the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import version
+
+    return f"addressclip-{version('addressclip')}"
+
+
+def environment() -> dict[str, str]:
+    import open_clip
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "platform": platform.platform()}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def append_jsonl(path: Path, obj: Any) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():  # a run folder
+        path = path / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated or foreign files
+        raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from exc

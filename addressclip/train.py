@@ -1,0 +1,267 @@
+"""Training: alignment pre-training and AddressCLIP training share this loop.
+
+Determinism: everything random in an epoch (shuffling, augmentation, dropout) is seeded from
+(seed, epoch, rank) at the epoch's start, so a run resumed from its last finished epoch ends with the same
+weights and metrics as one never interrupted.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from . import runs
+from .config import TrainConfig
+from .data import CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, SplitTable
+from .datasets.registry import load_dataset
+from .distributed import DistInfo, all_reduce_mean, gather, init_distributed
+from .evaluate import evaluate
+from .losses import AddressCLIPLoss
+from .model import AddressCLIP, ModelSpec, create_model
+from .paths import runs_root
+
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_model(checkpoint: str | Path, device: str = "cpu", **spec_overrides) -> AddressCLIP:
+    """Rebuild a model from a run folder or a model.pt (spec + weights)."""
+    state = runs.load_checkpoint(checkpoint)
+    spec = {**state["spec"], **spec_overrides}
+    model = create_model(device=device, **spec)
+    model.clip.load_state_dict(state["model"])
+    return model
+
+
+def build_model(cfg: TrainConfig, device: str) -> AddressCLIP:
+    model = create_model(cfg.backbone, cfg.pretrained, cfg.image_size, cfg.train_image, cfg.train_text, device=device)
+    if cfg.init_checkpoint:
+        state = runs.load_checkpoint(cfg.init_checkpoint)
+        if state["spec"]["backbone"] != cfg.backbone:
+            raise ValueError(
+                f"init_checkpoint {cfg.init_checkpoint} holds backbone {state['spec']['backbone']!r}, not {cfg.backbone!r}"
+            )
+        model.clip.load_state_dict(state["model"])
+    return model
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine from cfg.lr to cfg.lr_min over the remaining steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: AddressCLIP, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [(n, p) for n, p in model.clip.named_parameters() if p.requires_grad]
+    # no weight decay on gains, biases and the logit scale (as CLIP)
+    decay = [p for n, p in params if p.ndim >= 2 and "logit_scale" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "logit_scale" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def training_step(
+    model: AddressCLIP, loss_fn: AddressCLIPLoss, images: torch.Tensor, idx: torch.Tensor, table: SplitTable
+) -> dict[str, torch.Tensor]:
+    """Loss terms of one step on the *global* batch: this rank's features are gathered (with gradient)
+    with every other rank's. Texts are encoded once per distinct string."""
+    rows = idx.tolist()
+    image_feats = gather(model.encode_image(images))
+    addr_feats = cap_feats = None
+    if loss_fn.active("address"):
+        addr_feats = gather(model.encode_text([table.address_texts[i] for i in rows]))
+    if loss_fn.active("caption"):
+        cap_feats = gather(model.encode_text([table.caption_texts[i] for i in rows]))
+    device = image_feats.device
+    ids = gather(table.address_ids[idx].to(device), with_grad=False)
+    coords = gather(table.coords[idx].to(device), with_grad=False)
+    return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords)
+
+
+def sync_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
+    """Average gradients over ranks in one flattened all-reduce."""
+    if not info.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch._utils._flatten_dense_tensors(grads)
+    torch.distributed.all_reduce(flat)
+    flat /= info.world_size
+    for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+        g.copy_(synced)
+
+
+def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
+    params = run_dir / "params.json"
+    if not params.exists():
+        return
+    import json
+
+    stored = json.loads(params.read_text())["config"]
+    mine = cfg.identity()
+    diff = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
+    if diff:
+        raise ValueError(
+            f"run folder {run_dir} holds a run with other settings {diff} (stored, requested); "
+            f"choose another run_name or pass overwrite=True"
+        )
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    stage = "align" if cfg.w_address == 0 and cfg.caption_text == "caption" else "train"
+    return f"{stage}-{Path(cfg.dataset).name}-{cfg.digest()}"
+
+
+def run_dir_of(cfg: TrainConfig) -> Path:
+    return Path(cfg.runs_dir or runs_root()) / (cfg.run_name or default_run_name(cfg))
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume, or reuse) the run `cfg` describes; returns its folder."""
+    device = resolve_device(cfg.device)
+    info = init_distributed(device)
+    if info.enabled and device.startswith("cuda"):
+        device = f"cuda:{info.local_rank}"
+    run_dir = run_dir_of(cfg)
+    if cfg.overwrite and info.is_main and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    _check_same_run(run_dir, cfg)
+    if (run_dir / "metrics.json").exists() and cfg.resume:
+        return run_dir  # finished: reuse
+    progress = cfg.progress if cfg.progress is not None else not os.environ.get("CI")
+    progress = progress and info.is_main
+
+    seed_everything(cfg.seed)
+    ds = load_dataset(cfg.dataset)
+    model = build_model(cfg, device)
+    caption_template = CAPTION_TEMPLATE if cfg.caption_text == "caption+address" else CAPTION_ONLY_TEMPLATE
+    tables = [SplitTable.from_dataset(ds, "train", caption_template=caption_template,
+                                      fraction_locations=cfg.fraction_locations, seed=cfg.seed)]
+    tables += [SplitTable.from_dataset(load_dataset(name), "train", caption_template=caption_template) for name in cfg.extra_datasets]
+    table = SplitTable.concat(tables)
+    per_rank = cfg.batch_size // info.world_size
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
+    steps_per_epoch = len(table.paths) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(table.paths)} training images of {cfg.dataset!r}")
+    total_steps = steps_per_epoch * cfg.epochs
+    loss_fn = AddressCLIPLoss(cfg.loss_weights, cfg.geo_form, cfg.label_aware)
+    optimizer = make_optimizer(model, cfg)
+    trainable = [p for p in model.clip.parameters() if p.requires_grad]
+    amp = cfg.amp and device.startswith("cuda")
+
+    start_epoch = 0
+    last = run_dir / "checkpoints" / "last.pt"
+    if cfg.resume and last.exists():
+        state = runs.load_checkpoint(last, map_location=device)
+        model.clip.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from .model import count_parameters
+
+        runs.write_json(run_dir / "params.json", {
+            "config": cfg.identity(), "run_control": {k: v for k, v in cfg.to_dict().items() if k not in cfg.identity()},
+            "code_version": runs.code_version(), "environment": runs.environment(), "device": device,
+            "world_size": info.world_size, "dataset_card": {k: ds.card.get(k) for k in ("name", "images", "addresses", "synthetic")},
+            "parameters": count_parameters(model), "steps_per_epoch": steps_per_epoch,
+        })
+
+    sampler = DistributedSampler(range(len(table.paths)), num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)
+    transform = model.preprocess_train if cfg.augment else model.preprocess_val
+    rows = table.rows(transform)
+    epochs_run = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.stop_after_epochs is not None and epochs_run >= cfg.stop_after_epochs:
+            return run_dir
+        seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
+                            persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        model.train()
+        sums: dict[str, float] = {}
+        seen, t0 = 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for step_in_epoch, (images, idx) in enumerate(bar):
+            step = epoch * steps_per_epoch + step_in_epoch
+            for g in optimizer.param_groups:
+                g["lr"] = lr_at(step, total_steps, cfg)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                losses = training_step(model, loss_fn, images.to(device, non_blocking=True), idx, table)
+            total = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            sync_gradients(trainable, info)
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+            for k, v in {**losses, "loss": total}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            seen += len(idx) * info.world_size
+            bar.set_postfix(loss=f"{sums['loss'] / (step_in_epoch + 1):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        elapsed = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
+                  "images_per_s": round(seen / elapsed, 2), "epoch_seconds": round(elapsed, 2),
+                  "logit_scale": float(model.logit_scale.exp())}
+        record.update({k: all_reduce_mean(v / steps_per_epoch) for k, v in sums.items()})
+        if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress)
+            record.update({f"val_{k}": v for k, v in val.quality.items()})
+        if info.is_main:
+            runs.append_jsonl(run_dir / "results.jsonl", record)
+            runs.save_checkpoint(last, {"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "epoch": epoch + 1, "spec": model.spec.to_dict()})
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
+        epochs_run += 1
+        if info.enabled:
+            torch.distributed.barrier()
+
+    if info.is_main:
+        runs.save_checkpoint(run_dir / "model.pt", {"model": model.clip.state_dict(), "spec": model.spec.to_dict(),
+                                                    "config": cfg.identity()})
+        metrics = {"run": run_dir.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
+        if cfg.final_split:
+            result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress)
+            metrics.update(result.metrics)
+            result.per_address.to_csv(run_dir / "per_address.csv", index=False)
+            result.predictions.to_parquet(run_dir / "predictions.parquet", index=False)
+        runs.write_json(run_dir / "metrics.json", metrics)
+    if info.enabled:
+        torch.distributed.barrier()
+    return run_dir
+
+
+def alignment_config(cfg: TrainConfig, dataset: str, epochs: int, **changes) -> TrainConfig:
+    """The alignment pre-training stage for an unaligned backbone: CLIP image-caption training (no addresses,
+    no geography) on another city, standing in for CLIP's web-scale pre-training."""
+    return cfg.replace(dataset=dataset, epochs=epochs, w_address=0.0, w_caption=1.0, w_geography=0.0,
+                       caption_text="caption", init_checkpoint=None, final_split=None, eval_every=0,
+                       fraction_locations=1.0, extra_datasets=[], run_name=None, **changes)
