@@ -42,12 +42,30 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank, world, local)
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each rank the summed gradient of its own slice
+    (all_reduce + slice: gloo has no reduce_scatter)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rank, ctx.n = dist.get_rank(), tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
 def gather(tensor: torch.Tensor, with_grad: bool = True) -> torch.Tensor:
     """Concatenate `tensor` from every rank in rank order (identity when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
     if with_grad and tensor.requires_grad:
-        return torch.cat(torch.distributed.nn.functional.all_gather(tensor), dim=0)
+        return _GatherWithGrad.apply(tensor)
     parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)

@@ -1,10 +1,11 @@
 """AddressCLIP's three losses. Each function returns a scalar; `AddressCLIPLoss` returns a dict of named,
 weighted terms that the trainer sums, so an ablation is a weight of zero (the term is then not computed).
 
-- address: symmetric InfoNCE between images and their address texts (CLIP's loss). With ``label_aware``
-  every image sharing the batch row's address is a positive: the loss of a row is -log of the summed
-  softmax probability of its positives. When positives share one text this equals cross-entropy over the
-  batch's distinct addresses; plain InfoNCE instead treats same-address images as negatives.
+- address: symmetric InfoNCE between images and their address texts (CLIP's loss). Plain InfoNCE treats
+  other images of the same address as negatives (and the same address text as several columns). With
+  ``label_aware``, each distinct address of the batch is one class: image->address is cross-entropy over
+  the batch's distinct addresses, address->image is -log of the summed softmax probability of all images
+  of that address, averaged over distinct addresses.
 - caption: the same between images and (caption + address) texts.
 - geography: mean over all N^2 pairs of (S - T)^2, S the images' cosine-similarity matrix and D the
   Manhattan distance between min-max normalised UTM coordinates (D in [0, 2]). ``form="similarity"``
@@ -21,10 +22,20 @@ GEO_FORMS = ("similarity", "literal")
 DEFAULT_WEIGHTS = {"address": 1.0, "caption": 0.2, "geography": 0.8}
 
 
-def _multi_positive_ce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of -log(sum of softmax over the row's positive columns)."""
-    log_p = logits.log_softmax(dim=1)
-    return -(torch.logsumexp(log_p.masked_fill(~positives, float("-inf")), dim=1)).mean()
+def _label_aware_nce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`logits` [N images, N texts] where texts with equal labels are the same text."""
+    unique, inverse = torch.unique(labels, return_inverse=True)
+    # first column of each distinct label
+    order = torch.arange(len(labels), device=labels.device)
+    first = torch.full((len(unique),), len(labels), device=labels.device, dtype=order.dtype).scatter_reduce(
+        0, inverse, order, reduce="amin"
+    )
+    per_class = logits[:, first]                                   # [N, U]
+    i2t = F.cross_entropy(per_class, inverse)
+    members = inverse[None, :] == torch.arange(len(unique), device=labels.device)[:, None]  # [U, N]
+    log_p = per_class.T.log_softmax(dim=1)
+    t2i = -torch.logsumexp(log_p.masked_fill(~members, float("-inf")), dim=1).mean()
+    return (i2t + t2i) / 2
 
 
 def info_nce(
@@ -34,13 +45,12 @@ def info_nce(
     labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE on L2-normalised features; `logit_scale` is the log temperature (CLIP's).
-    With `labels`, rows with equal labels are positives for each other (label-aware variant)."""
+    With `labels` (equal labels = the same text), the label-aware variant described above."""
     logits = logit_scale.exp() * image_features @ text_features.T
     if labels is None:
         target = torch.arange(len(logits), device=logits.device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-    positives = labels[:, None] == labels[None, :]
-    return (_multi_positive_ce(logits, positives) + _multi_positive_ce(logits.T, positives)) / 2
+    return _label_aware_nce(logits, labels)
 
 
 def geo_distance_matrix(coords: torch.Tensor) -> torch.Tensor:

@@ -229,7 +229,7 @@ def train(cfg: TrainConfig) -> Path:
         elapsed = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
                   "images_per_s": round(seen / elapsed, 2), "epoch_seconds": round(elapsed, 2),
-                  "logit_scale": float(model.logit_scale.exp())}
+                  "logit_scale": float(model.logit_scale.detach().exp())}
         record.update({k: all_reduce_mean(v / steps_per_epoch) for k, v in sums.items()})
         if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from addressclip.freezing import trainable_names
+from addressclip.model import create_model
+
+
+def test_offline_backbone_loads_real_imagenet_weights():
+    """The image tower's trunk holds the packaged ImageNet weights: with the packaged classifier the
+    scikit-image cat photo is classified as an Egyptian cat (class 285)."""
+    skimage = pytest.importorskip("skimage")
+    import timm
+
+    from addressclip.model import _effnet_weights_path
+
+    model = create_model()
+    full = timm.create_model("efficientnet_lite0").eval()
+    full.load_state_dict(model.clip.visual.trunk.state_dict(), strict=False)
+    src = torch.load(_effnet_weights_path(), weights_only=True)
+    full.classifier.weight.data, full.classifier.bias.data = src["_fc.weight"], src["_fc.bias"]
+    x = model.preprocess_val(Image.fromarray(skimage.data.chelsea()).resize((224, 224)))[None]
+    assert x.min() < -0.5 and x.max() <= 1.0  # inputs scaled to [-1, 1]
+    assert full(x).argmax().item() == 285
+
+
+def test_text_dedup_and_trimmed_padding_are_exact(default_model):
+    m = default_model.eval()
+    texts = ["Mannerheimintie & Kaivokatu, Helsinki 00100", "Esplanadi", "Mannerheimintie & Kaivokatu, Helsinki 00100"]
+    with torch.no_grad():
+        ours = m.encode_text(texts)
+        full = torch.nn.functional.normalize(m.clip.encode_text(m.tokenizer(texts)), dim=-1)  # padded to context length
+    assert torch.allclose(ours, full, atol=1e-5)
+    assert m.tokenize(texts).shape[1] < m.tokenizer(texts).shape[1]
+
+
+def test_trimmed_padding_exact_for_builtin_clip_text_tower():
+    m = create_model("RN50-quickgelu", image_size=64).eval()  # random init, CLIP's own text tower
+    texts = ["a photo", "Forbes Avenue & Craig Street, Oakland"]
+    with torch.no_grad():
+        ours = m.encode_text(texts)
+        full = torch.nn.functional.normalize(m.clip.encode_text(m.tokenizer(texts)), dim=-1)
+    assert torch.allclose(ours, full, atol=1e-5)
+
+
+def test_trainable_modes(default_model):
+    clip = default_model.clip
+    all_img = trainable_names(clip, "image", "all")
+    last2 = trainable_names(clip, "image", "last:2")
+    proj = trainable_names(clip, "image", "proj")
+    assert proj < last2 < all_img
+    assert proj == {"visual.head.proj.weight"}
+    assert any(n.startswith("visual.trunk.blocks.6") for n in last2)
+    assert not any(n.startswith("visual.trunk.blocks.4") for n in last2)
+    assert trainable_names(clip, "text", "none") == set()
+    assert any("encoder.layer.5" in n for n in trainable_names(clip, "text", "last:1"))
+    assert not any("encoder.layer.4" in n for n in trainable_names(clip, "text", "last:1"))
+    with pytest.raises(ValueError, match="valid: all, none, proj, last:N"):
+        trainable_names(clip, "text", "half")
+    with pytest.raises(ValueError, match="6 blocks"):
+        trainable_names(clip, "text", "last:9")
+
+
+def test_frozen_parts_stay_in_eval_mode_and_batchnorm_is_frozen(default_model):
+    m = default_model.train()
+    assert not m.clip.visual.trunk.blocks[0].training       # frozen block
+    assert m.clip.visual.trunk.blocks[6].training           # trainable block
+    bns = [x for x in m.clip.visual.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    assert bns and not any(bn.training for bn in bns)
+    m.eval()
+
+
+def test_frozen_text_trunk_cache_is_exact():
+    m = create_model(train_text="proj")
+    m.train()
+    texts = ["Esplanadi & Unioninkatu, Helsinki 00130", "Mikonkatu"]
+    first = m.encode_text(texts)
+    assert len(m._text_cache) == 2
+    again = m.encode_text(texts)
+    m.cache_frozen_text = False
+    fresh = m.encode_text(texts)
+    assert torch.allclose(first, again) and torch.allclose(first, fresh, atol=1e-6)
+    again.sum().backward()  # the projection still trains
+    assert m.clip.text.proj.weight.grad is not None
+
+
+def test_bad_names_and_download_tags_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
+        create_model("resnet9000")
+    with pytest.raises(ValueError, match="never downloads"):
+        create_model("ViT-B-16-quickgelu", pretrained="openai")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        create_model("ViT-B-16-quickgelu", pretrained=str(tmp_path / "missing.pt"))
+
+
+def test_open_clip_backbone_from_local_file(tmp_path):
+    """A local weights file (the OpenAI ViT-B/16 route) loads through open_clip: here a small RN50 saved to disk."""
+    a = create_model("RN50-quickgelu", image_size=64)
+    path = tmp_path / "weights.pt"
+    torch.save(a.clip.state_dict(), path)
+    b = create_model("RN50-quickgelu", pretrained=str(path), image_size=64)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(a.eval().encode_image(x), b.eval().encode_image(x), atol=1e-6)

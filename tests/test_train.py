@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+
+from addressclip.config import TrainConfig
+from addressclip.runs import load_checkpoint, read_jsonl
+from addressclip.train import train
+
+
+def _cfg(dataset, tmp_path, **kw):
+    base = dict(dataset=str(dataset), epochs=3, batch_size=8, lr=1e-3, train_image="last:1", train_text="proj",
+                runs_dir=str(tmp_path / "runs"), progress=False, num_workers=0, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_resume_ends_with_the_same_metrics(tiny_dataset, tmp_path):
+    straight = train(_cfg(tiny_dataset, tmp_path, run_name="straight"))
+    partial = _cfg(tiny_dataset, tmp_path, run_name="resumed", stop_after_epochs=1)
+    folder = train(partial)
+    assert not (folder / "metrics.json").exists() and len(read_jsonl(folder / "results.jsonl")) == 1
+    resumed = train(partial.replace(stop_after_epochs=None))
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (straight, resumed))
+    for key in ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m"):
+        assert a[key] == pytest.approx(b[key], abs=1e-9), key
+    la, lb = (read_jsonl(d / "results.jsonl") for d in (straight, resumed))
+    assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
+    wa, wb = (load_checkpoint(d)["model"] for d in (straight, resumed))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_run_folder_records_how_it_was_made(tiny_dataset, tmp_path):
+    folder = train(_cfg(tiny_dataset, tmp_path, epochs=1, run_name="one"))
+    params = json.loads((folder / "params.json").read_text())
+    assert params["config"]["seed"] == 3 and params["code_version"] and params["environment"]["torch"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "within_25m"} <= set(metrics)
+    assert (folder / "per_address.csv").exists() and (folder / "predictions.parquet").exists()
+    # a finished run is reused, a different configuration under the same name is refused
+    assert train(_cfg(tiny_dataset, tmp_path, epochs=1, run_name="one")) == folder
+    with pytest.raises(ValueError, match="other settings"):
+        train(_cfg(tiny_dataset, tmp_path, epochs=2, run_name="one"))
+
+
+def test_training_learns_the_fixture(tiny_dataset, tmp_path):
+    folder = train(_cfg(tiny_dataset, tmp_path, epochs=6, train_image="last:3", run_name="learn"))
+    records = read_jsonl(folder / "results.jsonl")
+    assert records[-1]["address_loss"] < records[0]["address_loss"]
+    assert json.loads((folder / "metrics.json").read_text())["SSA-1"] > 100 / 9 * 2  # well above chance (1 in 9)
+
+
+def test_config_errors_name_the_bad_value_and_the_choices(tiny_dataset):
+    with pytest.raises(ValueError, match="unknown dataset 'helsinki'.*helsinki-synth"):
+        TrainConfig(dataset="helsinki")
+    with pytest.raises(ValueError, match="unknown geo_form 'inverse'; valid: similarity, literal"):
+        TrainConfig(dataset=str(tiny_dataset), geo_form="inverse")
+    with pytest.raises(ValueError, match="unknown training options \\['epoch'\\]"):
+        TrainConfig.from_dict({"dataset": str(tiny_dataset), "epoch": 3})
+    with pytest.raises(ValueError, match="every loss weight is zero"):
+        TrainConfig(dataset=str(tiny_dataset), w_address=0, w_caption=0, w_geography=0)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        TrainConfig(dataset=str(tiny_dataset), backbone="vit-huge-9000")
+
+
+def test_missing_dataset_says_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADDRESSCLIP_DATA", str(tmp_path))
+    from addressclip.datasets import load_dataset
+
+    with pytest.raises(FileNotFoundError, match="raw/pitts250k.*01_build_dataset"):
+        load_dataset("pitts-ial")
+
+
+def test_checkpoints_load_without_pickled_code(tiny_dataset, tmp_path):
+    folder = train(_cfg(tiny_dataset, tmp_path, epochs=1, run_name="safe"))
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "spec": {}, "payload": object()}, evil)  # arbitrary objects need pickle
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        load_checkpoint(evil)
+    assert set(load_checkpoint(folder)) == {"model", "spec", "config"}
