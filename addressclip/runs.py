@@ -88,3 +88,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated or foreign files
         raise RuntimeError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
+def finished_runs(runs_dir: str | Path | None = None, dataset: str | None = None) -> list[Path]:
+    """Finished runs (with metrics.json), newest first, optionally only those trained on `dataset`."""
+    from .paths import runs_root
+
+    root = Path(runs_dir) if runs_dir else runs_root()
+    found = []
+    for metrics in root.glob("*/metrics.json"):
+        params = metrics.parent / "params.json"
+        if dataset is not None and params.exists():
+            if json.loads(params.read_text())["config"].get("dataset") != dataset:
+                continue
+        found.append(metrics.parent)
+    return sorted(found, key=lambda p: (p / "metrics.json").stat().st_mtime, reverse=True)
+
+
+def resolve_run(run: str | None, dataset: str | None = None) -> Path:
+    """A run folder from a name under outputs/runs, a path, or None (the newest finished run on `dataset`)."""
+    from .paths import runs_root
+
+    if run is None:
+        found = [r for r in finished_runs(dataset=dataset) if (r / "model.pt").exists()]
+        if not found:
+            raise FileNotFoundError(f"no finished run on dataset {dataset!r} under {runs_root()}; train one with 02_train.ipynb")
+        return found[0]
+    for candidate in (Path(run), runs_root() / run):
+        if (candidate / "model.pt").exists() or candidate.suffix == ".pt" and candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"no run {run!r} (looked for {run}/model.pt and {runs_root() / run}/model.pt)")

@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make demo` (the main job on the embedded default)
+# and `make test`. Both create the environment (.venv) first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PAPERMILL := $(VENV)/bin/papermill --log-level WARNING
+EXECUTED := outputs/executed
+REPORTS := outputs/reports
+# torch/torchvision pinned to the releases that install from this kind of machine's disk (CPU use; CUDA build)
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: env test demo reports clean-outputs
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Unit tests, then every notebook with its default (smoke) parameters under nbval.
+test: env
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+demo: env
+	mkdir -p $(EXECUTED) $(REPORTS)
+	$(PAPERMILL) notebooks/01_build_dataset.ipynb $(EXECUTED)/01_build_dataset.ipynb -p dataset helsinki-synth
+	$(PAPERMILL) notebooks/01_build_dataset.ipynb $(EXECUTED)/01_build_dataset-kotka.ipynb -p dataset kotka-synth
+	$(PAPERMILL) notebooks/02_train.ipynb $(EXECUTED)/02_train.ipynb -p profile demo -p run_name demo
+	$(PAPERMILL) notebooks/03_evaluate.ipynb $(EXECUTED)/03_evaluate.ipynb -p run demo -p dataset helsinki-synth
+	$(MAKE) reports
+
+reports: env
+	$(VENV)/bin/jupyter nbconvert --to html --no-input --output-dir $(REPORTS) $(EXECUTED)/*.ipynb
+
+clean-outputs:
+	rm -rf $(EXECUTED) $(REPORTS)
