@@ -110,7 +110,7 @@ def build_pitts_ial(
         "captions and splits; coordinates from NetVLAD's dbStruct files.",
         "source": "Pittsburgh-250k (Torii et al. 2013) + NetVLAD pitts250k_*.mat + AddressCLIP pitts_*.json",
         "raw_dir": str(raw),
-        "split_mapping": {**ANNOTATION_SPLITS, "note": "AddressCLIP's released split files, as named"},
+        "split_mapping": ANNOTATION_SPLITS,
         "assumptions": {
             "location_id": "6-digit panorama number in the file name (its 24 views share it)",
             "heading": "30 * (yaw - 1) degrees, yaw1 assumed to face north (unverified)",
@@ -118,7 +118,7 @@ def build_pitts_ial(
             "street": "canonical address up to the first ' & ' or ','",
             "neighbourhood": "canonical address after the last ', ' ('' if none)",
         },
-        "inputs": {"mat_files": mat_info, "annotation_files": {p.name: s for p, s in annotation_files}},
+        "inputs": {"mat_files": mat_info, "annotation_files": [str(p) for p, _ in annotation_files]},
     }
     return finish_build(
         samples, out=Path(out_dir), card=card, image_root=raw, log=log, area=area,
@@ -177,15 +177,16 @@ def read_pitts_coordinates(mats: Sequence[Path], log: SkipLog) -> tuple[pd.DataF
             db = struct_fields(loadmat(str(path)))
             fns = [normalise_key(f) for f in cell_strings(db["dbImageFns"])]
             utm = utm_matrix(db["utmDb"], len(fns))
+            which = cell_strings(db["whichSet"]) if "whichSet" in db else []
         except Exception as exc:  # scipy raises many types for a damaged file; all mean "unusable"
             log.add("malformed_mat_file", f"{path.name}: {type(exc).__name__}: {exc}")
             continue
         frames.append(pd.DataFrame({"rel": fns, "easting": utm[0], "northing": utm[1]}))
-        which = cell_strings(db["whichSet"]) if "whichSet" in db else []
         info[path.name] = {"whichSet": which[0] if which else "", "db_images": len(fns)}
     if not frames:
         return pd.DataFrame({"rel": [], "easting": [], "northing": []}), info
-    # An image listed twice keeps its first coordinates; the three real files do not overlap.
+    # An image listed twice keeps its first coordinates; the real files' db lists are disjoint
+    # (91,464 + 78,648 + 83,952 = 254,064 images).
     return pd.concat(frames, ignore_index=True).drop_duplicates("rel"), info
 
 
@@ -361,7 +362,7 @@ def match_annotations(annotations: pd.DataFrame, found: Sequence[str], log: Skip
     log.add("ambiguous_annotation_key", keys[ambiguous])
     missing = rel.isna() & ~ambiguous
     log.add("annotation_without_image", keys[missing])
-    df = annotations.assign(rel=rel)[rel.notna()]
+    df = annotations.assign(rel=rel).drop(columns="key")[rel.notna()]
     order = df["split"].map({s: i for i, s in enumerate(SPLITS)})
     df = df.iloc[np.argsort(order.to_numpy(), kind="stable")]
     dup = df["rel"].duplicated()
@@ -480,7 +481,7 @@ def finish_build(
     log.add("corrupt_image", sorted(bad))
     samples = enforce_location_disjoint(samples[~samples["rel"].isin(bad)], log)
     if samples.empty:
-        raise RawDataError(f"no usable images under {image_root}; skipped: {json.dumps(log.as_card(), indent=1)}")
+        raise RawDataError(f"no usable images under {image_root}; skipped per reason: {dict(log.counts)}")
     storage = place_images(out, image_root, list(samples["rel"]), link_images, progress)
     samples = samples.assign(image="images/" + samples["rel"]).drop(columns="rel")
     card = {

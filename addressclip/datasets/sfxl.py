@@ -23,17 +23,17 @@ Raw inputs:
     queries -> test (as Pitts-IAL's pitts_database / pitts_queries). When file names carry "base" or "large",
     only files of the requested ``variant`` are read. Images the files do not list are counted under
     ``image_without_annotation`` but never raise in strict mode: the annotations select a subset of SF-XL.
-  * ``osm``: an OpenStreetMap extract for ``addressclip.datasets.osm.load_osm``, whose streets go, with the
-    image points, to ``addressclip.datasets.partition.assign_addresses(points, streets)``. Contract assumed
-    here: it returns a frame aligned with the points' index with ``address`` (empty/NaN = unassigned),
-    optionally ``street`` and ``neighbourhood``, or a tuple (that frame, segments GeoDataFrame). Splits are
-    then drawn per panorama from a hash of the pano id (``split_fractions``), so they are location-disjoint
-    and reproducible. SF-IAL-Base's 6 km2 extent is not published: with ``variant="base"`` this path needs
-    ``subset_bbox`` (lon_min, lat_min, lon_max, lat_max).
+  * ``osm``: an OpenStreetMap extract (path or bundled name) for ``addressclip.datasets.osm.load_osm``; the
+    image points (in their UTM CRS) and the loaded city go to
+    ``addressclip.datasets.partition.assign_addresses``, which returns (points with ``street``, ``address``,
+    ``neighbourhood``, NA where unassigned; segments). Unassigned images are counted as ``no_address``; the
+    segments are written to ``segments.gpkg``. Splits are then drawn per panorama from a hash of the pano id
+    (``split_fractions``), so they are location-disjoint and reproducible. SF-IAL-Base's 6 km2 extent is not
+    published: with ``variant="base"`` this path needs ``subset_bbox`` (lon_min, lat_min, lon_max, lat_max).
 
 ``location_id`` = pano id (all crops of a panorama share it); ``heading`` / ``pitch`` from fields 9 / 10
-(NaN when empty). ``street`` / ``neighbourhood`` are parsed from the address as for Pitts-IAL
-(`addressclip.datasets.pitts.parse_address`). Images are symlinked or copied as in Pitts-IAL: the table's
+(NaN when empty). ``street`` / ``neighbourhood`` come from the partition (OSM path) or are parsed from the
+address as for Pitts-IAL (`addressclip.datasets.pitts.parse_address`). Images are symlinked or copied as in Pitts-IAL: the table's
 paths are ``images/<path under the image root>``. Skipped inputs: see `addressclip.datasets.pitts.SKIP_REASONS`.
 """
 from __future__ import annotations
@@ -49,6 +49,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .pitts import (
+    ANNOTATION_COLUMNS,
+    RawDataError,
     SkipLog,
     add_street_columns,
     finish_build,
@@ -125,8 +127,10 @@ def build_sf_ial(
     segments = None
     if annotations is not None:
         samples, files = annotated_samples(Path(annotations), variant, found, log)
-        card["inputs"] = {"annotation_files": files}
-        card["split_mapping"] = {**files, "rule": "train/val/test word in the file name, else database->val, queries->test"}
+        card["inputs"] = {"annotations": str(annotations)}
+        card["split_mapping"] = {
+            "files": files, "rule": "train/val/test in the file name, else database->val, queries->test"
+        }
     else:
         samples, segments = osm_samples(found, osm, log, subset_bbox, split_fractions)
         card["inputs"] = {"osm": str(osm), "subset_bbox": list(subset_bbox) if subset_bbox else None}
@@ -140,8 +144,7 @@ def build_sf_ial(
 def locate_image_root(raw: Path) -> Path:
     if not raw.is_dir():
         raise FileNotFoundError(f"SF-XL raw folder {raw} does not exist; " + EXPECTED_LAYOUT.format(raw=raw))
-    root = raw / "processed" if (raw / "processed").is_dir() else raw
-    return root
+    return raw / "processed" if (raw / "processed").is_dir() else raw
 
 
 def list_images(root: Path, progress: bool) -> list[str]:
@@ -282,13 +285,12 @@ def annotation_files(path: Path, variant: str, log: SkipLog) -> list[tuple[Path,
 def annotated_samples(path: Path, variant: str, found: Sequence[str], log: SkipLog) -> tuple[pd.DataFrame, dict]:
     files = annotation_files(path, variant, log)
     frames = [read_annotation_file(f, split, log) for f, split in files]
-    annotations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["key", "split", "caption", "address_sentence", "address"])
+    annotations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ANNOTATION_COLUMNS)
     annotations = match_annotations(annotations, found, log)
     log_unannotated(found, annotations["rel"], log, fatal=False)
     meta = parse_names(list(annotations["rel"]), log)
     samples = add_street_columns(annotations.merge(meta, on="rel", how="inner"))
-    return samples.drop(columns="key"), {f.name: split for f, split in files}
+    return samples, {f.name: split for f, split in files}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -301,6 +303,8 @@ def osm_samples(found, osm, log, subset_bbox, split_fractions) -> tuple[pd.DataF
         away = outside(meta, subset_bbox)
         log.add("outside_subset_bbox", meta.loc[away, "rel"], fatal=False)
         meta = meta[~away]
+    if meta.empty:
+        raise RawDataError(f"no usable images to address (subset_bbox={subset_bbox}); skipped: {dict(log.counts)}")
     assigned, segments = assign_osm_addresses(meta, osm)
     address = assigned["address"].fillna("").astype(str).str.strip()
     missing = (address == "").to_numpy()
@@ -321,7 +325,7 @@ def _column_or(assigned: pd.DataFrame, col: str, fallback: pd.Series, keep) -> p
 
 
 def assign_osm_addresses(meta: pd.DataFrame, osm) -> tuple[pd.DataFrame, Any]:
-    """Call the OSM loader and address partition on the image points (contract: module docstring)."""
+    """(addresses aligned with `meta`, segments) from the OSM loader and the address partition."""
     try:
         from .osm import load_osm
         from .partition import assign_addresses
@@ -339,8 +343,7 @@ def assign_osm_addresses(meta: pd.DataFrame, osm) -> tuple[pd.DataFrame, Any]:
         geometry=gpd.points_from_xy(meta["easting"], meta["northing"]),
         crs=f"EPSG:{epsg}",
     )
-    result = assign_addresses(points, load_osm(osm))
-    assigned, segments = result if isinstance(result, tuple) else (result, None)
+    assigned, segments = assign_addresses(points, load_osm(osm))
     return pd.DataFrame(assigned).reindex(meta.index), segments
 
 
