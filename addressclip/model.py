@@ -10,9 +10,11 @@ Nothing here downloads: a pretrained *tag* that would fetch weights is refused w
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,7 @@ def _register_offline_backbone(name: str) -> None:
         return
     cfg = OFFLINE_BACKBONES[name].read_text().replace("@MINILM@", str(_minilm_path()))
     folder = Path(tempfile.mkdtemp(prefix="addressclip-cfg-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / f"{name}.json").write_text(cfg)
     open_clip.add_model_config(folder / f"{name}.json")
     _registered.add(name)

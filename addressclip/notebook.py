@@ -13,9 +13,9 @@ NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 def check_parameters(namespace: dict[str, Any], declared: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Return the declared parameters; refuse names that papermill injected but the notebook does not declare
-    (papermill itself only warns on a misspelt `-p` name)."""
+    (papermill itself only warns on a misspelt `-p` name). Imported constants (UPPER_CASE) are not parameters."""
     found = {k: v for k, v in namespace.items()
-             if not k.startswith("_") and k not in NOTEBOOK_NAMES and isinstance(v, PARAMETER_TYPES)}
+             if not k.startswith("_") and not k.isupper() and k not in NOTEBOOK_NAMES and isinstance(v, PARAMETER_TYPES)}
     unknown = sorted(set(found) - set(declared))
     if unknown:
         raise ValueError(f"unknown notebook parameters {unknown}; valid: {', '.join(declared)}")

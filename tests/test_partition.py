@@ -1,8 +1,6 @@
 """Semantic address partition on hand-made street networks (metric CRS, metres)."""
 from __future__ import annotations
 
-import warnings
-
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -74,7 +72,7 @@ def test_close_junctions_are_merged():
     net = gpd.GeoDataFrame(
         {"name": [*net["name"], "D St"]}, geometry=[*net.geometry, LineString([(212, -50), (212, 50)])], crs=CRS
     )
-    res, seg = assign_addresses(along_main(), net, junction_merge_m=30.0)
+    res, seg = assign_addresses(along_main(), net, junction_merge_m=30.0, min_points=1)  # no sparse merging
     assert not any("D St" in a for a in seg["address"])
     assert dict(labels_by_x(res))[255] == "Main St & B St & C St"
     # with a smaller merge distance D St cuts Main St again
@@ -145,3 +143,23 @@ def test_points_in_another_metric_crs_are_reprojected():
 def test_rejects_geographic_crs():
     with pytest.raises(ValueError, match="metric"):
         assign_addresses(along_main().to_crs(4326), main_with_three_crossings())
+
+
+def test_street_ending_at_a_junction_names_that_end_and_near_end_junctions_do_not_cut():
+    net = main_with_three_crossings()
+    extra = streets(("End St", [(400, -60), (400, 60)]), ("Stub St", [(10, 0), (10, 60)]))
+    net = gpd.GeoDataFrame({"name": [*net["name"], *extra["name"]]}, geometry=[*net.geometry, *extra.geometry], crs=CRS)
+    res, _ = assign_addresses(along_main(y=-2.0), net)
+    got = dict(labels_by_x(res))
+    assert got[395] == "Main St & C St & End St"   # the T-junction at the end bounds the last segment
+    assert got[25] == got[95] == "Main St & Stub St & A St"  # Stub St, 10 m from the start, names that end
+
+
+def test_small_disconnected_piece_joins_the_nearest_piece_of_its_street():
+    net = main_with_three_crossings()
+    extra = streets(("Main St", [(420, 30), (440, 30)]))  # a separate 20 m stub of Main St
+    net = gpd.GeoDataFrame({"name": [*net["name"], *extra["name"]]}, geometry=[*net.geometry, *extra.geometry], crs=CRS)
+    pts = points([*[(x, 2.0) for x in np.arange(5, 400, 10)], (425, 32), (435, 32)])
+    res, seg = assign_addresses(pts, net)
+    assert res["address"].iloc[-1] == res["address"].iloc[-2] == "Main St & C St"
+    assert len(seg) == 4

