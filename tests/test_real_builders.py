@@ -20,7 +20,8 @@ from PIL import Image
 from pyproj import Transformer
 
 from addressclip.datasets.format import read_dataset
-from addressclip.datasets.pitts import RawDataError, build_pitts_ial, cell_strings, parse_address
+from addressclip.datasets.pitts import build_pitts_ial, cell_strings
+from addressclip.datasets.rawdata import RawDataError, parse_address
 from addressclip.datasets.sfxl import build_sf_ial, hash_split, parse_sfxl_name, split_from_file_name
 
 

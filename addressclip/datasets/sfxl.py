@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .pitts import (
+from .rawdata import (
     ANNOTATION_COLUMNS,
     RawDataError,
     SkipLog,
