@@ -14,7 +14,8 @@ from .losses import GEO_FORMS
 
 CAPTION_TEXTS = ("caption+address", "caption")
 # Fields that control how a run is executed, not what it computes: they do not enter the run's identity.
-RUN_CONTROL = ("run_name", "runs_dir", "resume", "progress", "num_workers", "stop_after_epochs", "device", "overwrite")
+RUN_CONTROL = ("run_name", "runs_dir", "resume", "progress", "num_workers", "stop_after_epochs", "device", "overwrite",
+               "cache_frozen_image", "cache_max_gb")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class TrainConfig:
     augment: bool = False                  # open_clip's random resized crop (rendered views already vary per capture)
     fraction_locations: float = 1.0        # share of training locations used (coverage ablation)
     extra_datasets: list[str] = field(default_factory=list)  # joint multi-city training
+    cache_frozen_image: bool = True        # compute frozen leading image layers once (exact; off with augment)
+    cache_max_gb: float = 4.0              # largest such cache held in memory
     # evaluation
     eval_every: int = 1                    # epochs between validation passes; 0: none
     final_split: str | None = "test"       # split of the final metrics; None: skip

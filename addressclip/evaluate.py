@@ -67,18 +67,37 @@ def evaluate(
     num_workers: int = 1,
     address_template: str = ADDRESS_TEMPLATE,
     progress: bool = False,
+    prefix: torch.Tensor | None = None,
 ) -> EvalResult:
+    """Encode every candidate address once and the split's images in batches; rank by cosine similarity.
+    `prefix`: cached outputs of the frozen image layers for the split's rows (prefix_cache.py), if any."""
     was_training = model.training
     model.eval()
     frame = ds.split(split)
-    candidates = ds.addresses
-    streets = np.array([ds.address_to_street[a] for a in candidates], dtype=object)
     start = time.perf_counter()
-    gallery = encode_texts(model, [address_template.format(address=a) for a in candidates], progress=progress)
+    gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses], progress=progress)
     t_gallery = time.perf_counter() - start
-    feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val), batch_size, num_workers, progress)
+    if prefix is not None:
+        with torch.inference_mode():
+            feats = torch.cat([model.encode_image_from_prefix(prefix[i : i + 256].to(model.device)).float()
+                               for i in range(0, len(prefix), 256)])
+    else:
+        feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val), batch_size, num_workers, progress)
     scores, top = topk_scores(feats, gallery.to(feats.device), k)
     elapsed = time.perf_counter() - start
+    model.train(was_training)
+    return result_from_ranking(ds, split, top, scores, {
+        "eval_seconds": round(elapsed, 3), "gallery_seconds": round(t_gallery, 3),
+        "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2)})
+
+
+def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.ndarray, extra: dict | None = None) -> EvalResult:
+    """Metrics, predictions and per-address table from a ranking of `ds.addresses` for each image of `split`
+    (`top` [N, k] candidate indices best first, `scores` [N, k]). Every method is scored by this one function."""
+    frame = ds.split(split)
+    candidates = ds.addresses
+    streets = np.array([ds.address_to_street[a] for a in candidates], dtype=object)
+    top, scores = np.asarray(top), np.asarray(scores)
     truth = np.array([ds.address_id(a) for a in frame["address"]])
     metrics = ranking_metrics(top, truth, streets, ks=tuple(x for x in (1, 5) if x <= top.shape[1]))
     pred_addr = [[candidates[j] for j in row] for row in top]
@@ -88,10 +107,7 @@ def evaluate(
         metrics.update(distance_metrics(dist))
     else:
         dist = np.full(len(frame), np.nan)
-    metrics.update(
-        {"split": split, "images": int(len(frame)), "candidates": len(candidates), "eval_seconds": round(elapsed, 3),
-         "gallery_seconds": round(t_gallery, 3), "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2)}
-    )
+    metrics.update({"split": split, "images": int(len(frame)), "candidates": len(candidates), **(extra or {})})
     predictions = pd.DataFrame(
         {
             "image": frame["image"], "address": frame["address"], "street": frame["street"],
@@ -101,5 +117,4 @@ def evaluate(
         }
     )
     per_addr = per_address_table(frame["address"], top[:, 0] == truth, (top == truth[:, None]).any(axis=1))
-    model.train(was_training)
     return EvalResult(metrics, predictions, per_addr)

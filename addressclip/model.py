@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .freezing import apply_trainable, frozen_text_trunk  # noqa: E402
+from .freezing import apply_trainable, frozen_text_trunk, parse_mode  # noqa: E402
 
 DEFAULT_BACKBONE = "effnet-lite0-minilm"
 OFFLINE_BACKBONES = {DEFAULT_BACKBONE: Path(__file__).parent / "model_configs" / "effnet-lite0-minilm.json"}
@@ -144,6 +144,39 @@ class AddressCLIP(nn.Module):
     # --- images ---------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         feats = self.clip.encode_image(images)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def frozen_image_blocks(self) -> int | None:
+        """How many leading blocks of the image trunk are frozen and can be computed once and cached, or None
+        where the tower does not split that way (only timm EfficientNet-style trunks do, for now)."""
+        trunk = getattr(self.clip.visual, "trunk", None)
+        if trunk is None or not all(hasattr(trunk, a) for a in ("conv_stem", "blocks", "conv_head", "forward_head")):
+            return None
+        kind, n = parse_mode(self.spec.train_image)
+        if kind == "all" or (kind == "last" and n > 0 and n >= len(trunk.blocks)):
+            return None
+        return len(trunk.blocks) if kind in ("proj", "none") or n == 0 else len(trunk.blocks) - n
+
+    def encode_image_prefix(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen part of the image tower (see `frozen_image_blocks`); its output is what gets cached."""
+        k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
+        with torch.no_grad():
+            x = trunk.bn1(trunk.conv_stem(images))
+            for block in trunk.blocks[:k]:
+                x = block(x)
+            if k == len(trunk.blocks):
+                x = trunk.forward_head(trunk.bn2(trunk.conv_head(x)))
+        return x
+
+    def encode_image_from_prefix(self, prefix: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """The rest of the image tower, from cached prefix outputs; equals `encode_image` on the images."""
+        k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
+        x = prefix
+        if k < len(trunk.blocks):
+            for block in trunk.blocks[k:]:
+                x = block(x)
+            x = trunk.forward_head(trunk.bn2(trunk.conv_head(x)))
+        feats = self.clip.visual.head(x)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     # --- texts ----------------------------------------------------------------------------------

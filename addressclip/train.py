@@ -26,6 +26,7 @@ from .evaluate import evaluate
 from .losses import AddressCLIPLoss
 from .model import AddressCLIP, ModelSpec, create_model
 from .paths import runs_root
+from .prefix_cache import prefix_features
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -84,12 +85,17 @@ def make_optimizer(model: AddressCLIP, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 def training_step(
-    model: AddressCLIP, loss_fn: AddressCLIPLoss, images: torch.Tensor, idx: torch.Tensor, table: SplitTable
+    model: AddressCLIP, loss_fn: AddressCLIPLoss, images: torch.Tensor | None, idx: torch.Tensor, table: SplitTable,
+    prefix: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one step on the *global* batch: this rank's features are gathered (with gradient)
-    with every other rank's. Texts are encoded once per distinct string."""
+    with every other rank's. Texts are encoded once per distinct string. With `prefix` (cached outputs of
+    the frozen image layers for every row) the images are not needed."""
     rows = idx.tolist()
-    image_feats = gather(model.encode_image(images))
+    if prefix is not None:
+        image_feats = gather(model.encode_image_from_prefix(prefix[idx].to(model.device)))
+    else:
+        image_feats = gather(model.encode_image(images))
     addr_feats = cap_feats = None
     if loss_fn.active("address"):
         addr_feats = gather(model.encode_text([table.address_texts[i] for i in rows]))
@@ -99,6 +105,19 @@ def training_step(
     ids = gather(table.address_ids[idx].to(device), with_grad=False)
     coords = gather(table.coords[idx].to(device), with_grad=False)
     return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords)
+
+
+class IndexRows(torch.utils.data.Dataset):
+    """Stands in for the image rows when their frozen-layer outputs are cached."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return torch.empty(0), i
 
 
 def sync_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
@@ -197,6 +216,17 @@ def train(cfg: TrainConfig) -> Path:
                                  shuffle=True, seed=cfg.seed, drop_last=True)
     transform = model.preprocess_train if cfg.augment else model.preprocess_val
     rows = table.rows(transform)
+    use_cache = cfg.cache_frozen_image and not cfg.augment
+
+    def cached(paths: list[str]):
+        if not use_cache:
+            return None
+        return prefix_features(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=run_dir.parent.parent / "features",
+                               num_workers=cfg.num_workers, progress=progress)
+
+    prefix = cached(table.paths)
+    if prefix is not None:
+        rows = IndexRows(len(rows))  # the loader then yields row indices only: no image is decoded again
     epochs_run = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.stop_after_epochs is not None and epochs_run >= cfg.stop_after_epochs:
@@ -214,7 +244,8 @@ def train(cfg: TrainConfig) -> Path:
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                losses = training_step(model, loss_fn, images.to(device, non_blocking=True), idx, table)
+                losses = training_step(model, loss_fn, None if prefix is not None else images.to(device, non_blocking=True),
+                                       idx, table, prefix)
             total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -232,7 +263,8 @@ def train(cfg: TrainConfig) -> Path:
                   "logit_scale": float(model.logit_scale.detach().exp())}
         record.update({k: all_reduce_mean(v / steps_per_epoch) for k, v in sums.items()})
         if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress)
+            val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress,
+                           prefix=cached([str(ds.root / p) for p in ds.split("val")["image"]]))
             record.update({f"val_{k}": v for k, v in val.quality.items()})
         if info.is_main:
             runs.append_jsonl(run_dir / "results.jsonl", record)
@@ -249,7 +281,8 @@ def train(cfg: TrainConfig) -> Path:
                                                     "config": cfg.identity()})
         metrics = {"run": run_dir.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
         if cfg.final_split:
-            result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress)
+            result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress,
+                              prefix=cached([str(ds.root / p) for p in ds.split(cfg.final_split)["image"]]))
             metrics.update(result.metrics)
             result.per_address.to_csv(run_dir / "per_address.csv", index=False)
             result.predictions.to_parquet(run_dir / "predictions.parquet", index=False)

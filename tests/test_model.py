@@ -103,3 +103,14 @@ def test_open_clip_backbone_from_local_file(tmp_path):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(a.eval().encode_image(x), b.eval().encode_image(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["last:2", "proj"])
+def test_cached_image_prefix_is_exact(mode):
+    m = create_model(train_image=mode).eval()
+    x = torch.rand(3, 3, 128, 128)
+    with torch.no_grad():
+        direct = m.encode_image(x)
+        via_prefix = m.encode_image_from_prefix(m.encode_image_prefix(x))
+    assert torch.allclose(direct, via_prefix, atol=1e-5)
+    assert create_model(train_image="all").frozen_image_blocks() is None
