@@ -1,0 +1,167 @@
+"""The paper's ablations and baseline comparison, run from one place and read back from run folders.
+
+An experiment is a list of variants; a variant is a label and the changes it makes to a base training
+configuration (or to the dataset's labels). Every variant runs once per seed through `train()`, which reuses
+finished runs, so a report can be re-rendered without retraining and an interrupted sweep continues.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+
+METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    changes: dict[str, Any]
+    labels: str = "partition"              # dataset labels: partition (as built) | street
+    junction_merge_m: float | None = None  # redo the partition at this distance
+
+
+EXPERIMENTS: dict[str, list[Variant]] = {
+    # the paper's loss table (Table 4): which terms are on
+    "losses": [
+        Variant("address", {"w_caption": 0.0, "w_geography": 0.0}),
+        Variant("caption", {"w_address": 0.0, "w_geography": 0.0}),
+        Variant("address+caption", {"w_geography": 0.0}),
+        Variant("address+geography", {"w_caption": 0.0}),
+        Variant("address+caption+geography", {}),
+    ],
+    "geo_form": [Variant("similarity", {}), Variant("literal", {"geo_form": "literal"})],
+    "geo_weight": [Variant(f"w_geography={w:g}", {"w_geography": w}) for w in (0.0, 0.4, 0.8, 1.6)],
+    "caption_weight": [Variant(f"w_caption={w:g}", {"w_caption": w}) for w in (0.0, 0.1, 0.2, 0.5)],
+    "address_weight": [Variant(f"w_address={w:g}", {"w_address": w}) for w in (0.5, 1.0, 2.0)],
+    "label_aware": [Variant("plain InfoNCE", {}), Variant("label-aware", {"label_aware": True})],
+    "caption_text": [Variant("caption+address", {}), Variant("caption alone", {"caption_text": "caption"})],
+    "labels": [Variant("sub-street partition", {}), Variant("whole street", {}, labels="street")]
+    + [Variant(f"partition, merge {m:g} m", {}, junction_merge_m=m) for m in (15.0, 60.0)],
+    "towers": [Variant("image only", {"train_text": "none"}), Variant("text only", {"train_image": "none", "train_text": "last:2"}),
+               Variant("both", {"train_text": "last:2"})],
+    "coverage": [Variant(f"{f:.1%} of locations", {"fraction_locations": f}) for f in (0.125, 0.25, 0.5, 1.0)],
+    "multi_city": [Variant("single city", {}), Variant("joint with the alignment city", {"extra_datasets": "@align"})],
+}
+
+# The paper's SSA-1 / SA-1 (%) from its tables, for side-by-side comparison (ViT-B/16 on real photos).
+PAPER_METHODS = pd.DataFrame(
+    [("zero-shot", 0.85, 1.28, 1.25, 2.80), ("address only (fine-tuned CLIP)", 77.66, 80.86, 83.66, 85.76),
+     ("CoOp", 67.91, 71.19, 77.77, 79.90), ("CoCoOp", 69.04, 73.28, 79.19, 81.15), ("MaPLe", 72.98, 76.04, 81.46, 83.69),
+     ("AddressCLIP", 80.39, 82.62, 86.32, 87.44)],
+    columns=["method", "Pitts-IAL SSA-1", "Pitts-IAL SA-1", "SF-IAL-Base SSA-1", "SF-IAL-Base SA-1"],
+)
+PAPER_LOSSES = pd.DataFrame(
+    [("address", 77.66, 83.66), ("caption", 69.27, 75.85), ("address+caption", 79.20, 84.86),
+     ("address+geography", 79.27, 85.54), ("address+caption+geography", 80.39, 86.32)],
+    columns=["variant", "Pitts-IAL SSA-1", "SF-IAL-Base SSA-1"],
+)
+
+
+def variant_config(base: TrainConfig, variant: Variant, seed: int, align_dataset: str | None = None) -> TrainConfig:
+    changes = dict(variant.changes)
+    if changes.get("extra_datasets") == "@align":
+        if not align_dataset:
+            raise ValueError("the multi-city variant needs an alignment (second) city")
+        changes["extra_datasets"] = [align_dataset]
+    dataset = base.dataset
+    if variant.labels != "partition" or variant.junction_merge_m is not None:
+        from .datasets.variants import label_variant
+
+        dataset = str(label_variant(base.dataset, variant.labels, variant.junction_merge_m))
+    return base.replace(seed=seed, dataset=dataset, run_name=None, **changes)
+
+
+def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int], align_dataset: str | None = None,
+                    log=print) -> pd.DataFrame:
+    """Train (or reuse) every variant x seed; one row per run with its metrics."""
+    from .train import run_dir_of, train
+
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiments {unknown}; valid: {', '.join(EXPERIMENTS)}")
+    rows, seen = [], set()
+    for experiment in experiments:
+        for variant in EXPERIMENTS[experiment]:
+            for seed in seeds:
+                cfg = variant_config(base, variant, seed, align_dataset)
+                folder = run_dir_of(cfg)
+                if folder.name not in seen and not (folder / "metrics.json").exists():
+                    start = time.perf_counter()
+                    train(cfg)
+                    log(f"{experiment} / {variant.label} / seed {seed}: {folder.name} ({time.perf_counter() - start:.0f} s)")
+                seen.add(folder.name)
+                metrics = json.loads((folder / "metrics.json").read_text())
+                rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": folder.name,
+                             **{m: metrics.get(m, np.nan) for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS) -> pd.DataFrame:
+    """Mean and standard deviation over seeds, variants in the order they were run."""
+    order = {v: i for i, v in enumerate(dict.fromkeys(map(tuple, runs[list(by)].to_numpy())))}
+    g = runs.groupby(list(by), sort=False)[list(metrics)]
+    table = g.mean().join(g.std(ddof=1).fillna(0.0), rsuffix=" std").join(g.size().rename("seeds"))
+    table["_order"] = [order[k] for k in table.index]
+    return table.sort_values("_order").drop(columns="_order")
+
+
+def formatted(summary: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
+    """'mean ± std' strings for display."""
+    out = pd.DataFrame(index=summary.index)
+    for m in metrics:
+        out[m] = [f"{a:.2f} ± {b:.2f}" for a, b in zip(summary[m], summary[f"{m} std"])]
+    out["seeds"] = summary["seeds"]
+    return out
+
+
+def margin(summary: pd.DataFrame, better: tuple, worse: tuple, metric: str = "SSA-1") -> dict[str, Any]:
+    """Is `better` ahead of `worse` by more than the seed spread (the larger of the two standard deviations)?"""
+    a, b = summary.loc[better], summary.loc[worse]
+    diff = float(a[metric] - b[metric])
+    spread = float(max(a[f"{metric} std"], b[f"{metric} std"]))
+    return {"better": better[-1], "worse": worse[-1], "difference": diff, "spread": spread,
+            "outside_spread": diff > spread}
+
+
+def ordering_agreement(ours: pd.Series, paper: pd.Series) -> float:
+    """Share of method pairs that both tables order the same way (1 = identical ordering)."""
+    common = [k for k in ours.index if k in paper.index]
+    pairs = [(a, b) for i, a in enumerate(common) for b in common[i + 1:]]
+    if not pairs:
+        return float("nan")
+    return float(np.mean([np.sign(ours[a] - ours[b]) == np.sign(paper[a] - paper[b]) for a, b in pairs]))
+
+
+def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str | Path, log=print) -> pd.DataFrame:
+    """Run (or reuse) each baseline per seed on a feature bank; results are saved as JSON in `out_dir`.
+    A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
+    from .baselines import NotApplicable, get_baseline
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        run = get_baseline(name)
+        for seed in seeds:
+            path = out / f"{name}-seed{seed}-{bank.key}.json"
+            if path.exists():
+                rows.append(json.loads(path.read_text()))
+                continue
+            start = time.perf_counter()
+            try:
+                row = run(bank, model, seed=seed).summary()
+            except NotApplicable as exc:
+                row = {"method": name, "notes": f"not applicable: {exc}"}
+            row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2)})
+            path.write_text(json.dumps(row, default=str))
+            log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
+            rows.append(row)
+    return pd.DataFrame(rows)
