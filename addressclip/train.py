@@ -81,7 +81,7 @@ def make_optimizer(model: AddressCLIP, cfg: TrainConfig) -> torch.optim.Optimize
     decay = [p for n, p in params if p.ndim >= 2 and "logit_scale" not in n]
     no_decay = [p for n, p in params if not (p.ndim >= 2 and "logit_scale" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, foreach=True)
 
 
 def training_step(
