@@ -30,6 +30,8 @@ demo: env
 	$(PAPERMILL) notebooks/01_build_dataset.ipynb $(EXECUTED)/01_build_dataset-kotka.ipynb -p dataset kotka-synth
 	$(PAPERMILL) notebooks/02_train.ipynb $(EXECUTED)/02_train.ipynb -p profile demo -p run_name demo
 	$(PAPERMILL) notebooks/03_evaluate.ipynb $(EXECUTED)/03_evaluate.ipynb -p run demo -p dataset helsinki-synth
+	$(PAPERMILL) notebooks/04_ablations.ipynb $(EXECUTED)/04_ablations.ipynb -p profile demo
+	$(PAPERMILL) notebooks/05_visualise.ipynb $(EXECUTED)/05_visualise.ipynb -p run demo -p dataset helsinki-synth
 	$(MAKE) reports
 
 reports: env

@@ -122,12 +122,14 @@ def formatted(summary: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     return out
 
 
-def margin(summary: pd.DataFrame, better: tuple, worse: tuple, metric: str = "SSA-1") -> dict[str, Any]:
-    """Is `better` ahead of `worse` by more than the seed spread (the larger of the two standard deviations)?"""
+def margin(summary: pd.DataFrame, better, worse, metric: str = "SSA-1") -> dict[str, Any]:
+    """Is `better` ahead of `worse` (index labels of a `summarise` table) by more than the seed spread
+    (the larger of the two standard deviations)?"""
     a, b = summary.loc[better], summary.loc[worse]
     diff = float(a[metric] - b[metric])
     spread = float(max(a[f"{metric} std"], b[f"{metric} std"]))
-    return {"better": better[-1], "worse": worse[-1], "difference": diff, "spread": spread,
+    name = lambda label: label[-1] if isinstance(label, tuple) else label  # noqa: E731
+    return {"better": name(better), "worse": name(worse), "difference": diff, "spread": spread,
             "outside_spread": diff > spread}
 
 
@@ -165,3 +167,20 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
             log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def gallery_cost(bank, k: int = 5, repeats: int = 3) -> dict[str, float]:
+    """What AddressCLIP keeps to answer a query (the address-text gallery) and its per-query ranking time."""
+    import torch
+
+    from .evaluate import topk_scores
+
+    feats = bank.image["test"]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        topk_scores(feats, bank.gallery, k)
+        best = min(best, time.perf_counter() - start)
+    return {"storage_bytes": int(bank.gallery.numel() * bank.gallery.element_size()),
+            "query_ms": 1000 * best / max(1, len(feats)), "dtype": str(bank.gallery.dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads()}

@@ -1,6 +1,6 @@
 """Run profiles shared by the notebooks: `smoke` (the defaults nbval runs in CI, a few minutes on 2 CPU
 cores), `demo` (what `make demo` runs: the embedded default end to end within 30 minutes on 2 CPU cores)
-and `paper` (the paper's setting, for real data and a GPU).
+and `paper` (the paper's setting, for real data and a GPU; its ablation list is the full one).
 
 A notebook parameter left at None takes the profile's value; any parameter given overrides it.
 """
@@ -11,20 +11,37 @@ from typing import Any
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "dataset": "helsinki-synth-tiny", "align_dataset": "kotka-synth-tiny", "align_epochs": 2,
-        "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:3", "train_text": "proj",
+        "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 0,
+        "experiments": ["losses"], "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
+        "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
+                      "maple", "two-stage-retrieval", "two-stage-geoclip"],
     },
     "demo": {
         "dataset": "helsinki-synth", "align_dataset": "kotka-synth", "align_epochs": 3,
-        "epochs": 6, "batch_size": 64, "lr": 5e-4, "lr_min": 5e-6, "train_image": "last:3", "train_text": "proj",
+        "epochs": 8, "batch_size": 64, "lr": 5e-4, "lr_min": 5e-6, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 20,
+        "experiments": ["losses", "geo_form", "label_aware"], "seeds": [0, 1, 2],
+        "ablation_overrides": {"train_image": "proj", "epochs": 10, "lr": 1e-3},
+        "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
+                      "maple", "two-stage-retrieval", "two-stage-geoclip"],
     },
     "paper": {
         "dataset": "pitts-ial", "align_dataset": None, "align_epochs": 0,
         "epochs": 100, "batch_size": 256, "lr": 2.4e-5, "lr_min": 2.4e-8, "train_image": "all", "train_text": "all",
         "warmup_steps": 0,
+        "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
+                        "caption_text", "labels", "towers", "coverage", "multi_city"], "seeds": [0, 1, 2],
+        "ablation_overrides": {},
+        "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
+                      "maple", "two-stage-retrieval", "two-stage-geoclip"],
     },
 }
+
+# Keys only the ablation report uses; training notebooks ignore them.
+# `ablation_overrides`: what the ablation sweep changes so that its many runs fit the profile's time
+# (on a CPU: train the projections on cached frozen features).
+REPORT_KEYS = ("experiments", "seeds", "baselines", "ablation_overrides")
 
 
 def resolve(profile: str, **given: Any) -> dict[str, Any]:
@@ -32,3 +49,8 @@ def resolve(profile: str, **given: Any) -> dict[str, Any]:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     return {**PROFILES[profile], **{k: v for k, v in given.items() if v is not None}}
+
+
+def training_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The resolved values without the report-only and alignment keys: what TrainConfig takes."""
+    return {k: v for k, v in values.items() if k not in REPORT_KEYS + ("align_dataset", "align_epochs")}
