@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from addressclip import ablations, profiles
+from addressclip.config import TrainConfig
+from addressclip.datasets.format import read_dataset
+from addressclip.datasets.variants import label_variant, variant_name
+
+
+def _runs():
+    return pd.DataFrame({
+        "experiment": ["losses"] * 6, "variant": ["a", "a", "a", "b", "b", "b"], "seed": [0, 1, 2] * 2,
+        "SSA-1": [10.0, 12.0, 14.0, 20.0, 20.0, 20.0], "SSA-5": [1.0] * 6, "SA-1": [1.0] * 6, "SA-5": [1.0] * 6,
+        "median_m": [5.0] * 6,
+    })
+
+
+def test_summary_mean_std_and_margins():
+    s = ablations.summarise(_runs())
+    assert s.loc[("losses", "a"), "SSA-1"] == pytest.approx(12.0)
+    assert s.loc[("losses", "a"), "SSA-1 std"] == pytest.approx(2.0)
+    assert list(s.index.get_level_values("variant")) == ["a", "b"]
+    m = ablations.margin(s, ("losses", "b"), ("losses", "a"))
+    assert m["difference"] == pytest.approx(8.0) and m["spread"] == pytest.approx(2.0) and m["outside_spread"]
+    assert not ablations.margin(s, ("losses", "a"), ("losses", "b"))["outside_spread"]
+    assert ablations.formatted(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
+
+
+def test_ordering_agreement():
+    paper = pd.Series({"x": 1.0, "y": 2.0, "z": 3.0})
+    assert ablations.ordering_agreement(pd.Series({"x": 5.0, "y": 6.0, "z": 7.0}), paper) == 1.0
+    assert ablations.ordering_agreement(pd.Series({"x": 7.0, "y": 6.0, "z": 5.0}), paper) == 0.0
+    assert np.isnan(ablations.ordering_agreement(pd.Series({"q": 1.0}), paper))
+
+
+def test_variant_configs(tiny_dataset):
+    base = TrainConfig(dataset=str(tiny_dataset), epochs=1)
+    losses = {v.label: ablations.variant_config(base, v, seed=1) for v in ablations.EXPERIMENTS["losses"]}
+    assert losses["address"].w_caption == 0 and losses["address"].w_geography == 0 and losses["address"].seed == 1
+    assert losses["caption"].w_address == 0
+    # the full model and the defaults of other experiments are the same run (reused, not trained twice)
+    same = ablations.variant_config(base, ablations.EXPERIMENTS["geo_form"][0], seed=1)
+    assert same.digest() == losses["address+caption+geography"].digest()
+    multi = ablations.EXPERIMENTS["multi_city"][1]
+    assert ablations.variant_config(base, multi, 0, align_dataset="kotka-synth-tiny").extra_datasets == ["kotka-synth-tiny"]
+    with pytest.raises(ValueError, match="second"):
+        ablations.variant_config(base, multi, 0)
+    with pytest.raises(ValueError, match="unknown experiments"):
+        ablations.run_experiments(base, ["loss"], [0])
+
+
+def test_street_label_variant(tiny_dataset, tmp_path):
+    out = label_variant(str(tiny_dataset), "street", out_dir=tmp_path / "v")
+    ds, base = read_dataset(out), read_dataset(tiny_dataset)
+    assert (ds.samples["address"] == ds.samples["street"]).all()
+    assert ds.samples["address"].nunique() == base.samples["street"].nunique()
+    assert set(ds.segments["address"]) == set(base.samples["street"])
+    assert (out / "images" / base.samples["image"].iloc[0].split("/", 1)[1]).exists()
+    assert variant_name("x", "partition", 15.0) == "x@merge15m"
+    with pytest.raises(ValueError, match="valid: street, partition"):
+        variant_name("x", "streets")
+
+
+def test_profiles_resolve_and_validate():
+    p = profiles.resolve("smoke", epochs=9)
+    assert p["epochs"] == 9 and p["dataset"] == "helsinki-synth-tiny"
+    assert "experiments" not in profiles.training_values(p)
+    TrainConfig.from_dict(profiles.training_values(p))
+    with pytest.raises(ValueError, match="valid: smoke, demo, paper"):
+        profiles.resolve("fast")
