@@ -108,7 +108,8 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
     """Mean and standard deviation over seeds, variants in the order they were run."""
     order = {v: i for i, v in enumerate(dict.fromkeys(map(tuple, runs[list(by)].to_numpy())))}
     g = runs.groupby(list(by), sort=False)[list(metrics)]
-    table = g.mean().join(g.std(ddof=1).fillna(0.0), rsuffix=" std").join(g.size().rename("seeds"))
+    std = g.std(ddof=1).fillna(0.0).add_suffix(" std")
+    table = g.mean().join(std).join(g.size().rename("seeds"))
     table["_order"] = [order[k] for k in table.index]
     return table.sort_values("_order").drop(columns="_order")
 
