@@ -129,9 +129,11 @@ def margin(summary: pd.DataFrame, better, worse, metric: str = "SSA-1") -> dict[
     a, b = summary.loc[better], summary.loc[worse]
     diff = float(a[metric] - b[metric])
     spread = float(max(a[f"{metric} std"], b[f"{metric} std"]))
+    seeds = int(min(a["seeds"], b["seeds"]))
     name = lambda label: label[-1] if isinstance(label, tuple) else label  # noqa: E731
-    return {"better": name(better), "worse": name(worse), "difference": diff, "spread": spread,
-            "outside_spread": diff > spread}
+    # with one seed there is no spread to compare against: no verdict rather than a false "holds"
+    return {"better": name(better), "worse": name(worse), "difference": diff, "spread": spread, "seeds": seeds,
+            "outside_spread": (diff > spread) if seeds >= 2 else None}
 
 
 def ordering_agreement(ours: pd.Series, paper: pd.Series) -> float:

@@ -23,7 +23,9 @@ def test_summary_mean_std_and_margins():
     assert list(s.index.get_level_values("variant")) == ["a", "b"]
     m = ablations.margin(s, ("losses", "b"), ("losses", "a"))
     assert m["difference"] == pytest.approx(8.0) and m["spread"] == pytest.approx(2.0) and m["outside_spread"]
-    assert not ablations.margin(s, ("losses", "a"), ("losses", "b"))["outside_spread"]
+    assert ablations.margin(s, ("losses", "a"), ("losses", "b"))["outside_spread"] is False
+    one = ablations.summarise(_runs()[_runs()["seed"] == 0])
+    assert ablations.margin(one, ("losses", "b"), ("losses", "a"))["outside_spread"] is None
     assert ablations.formatted(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
 
 
