@@ -30,7 +30,7 @@ Real datasets (`pitts-ial`, `sf-ial-base`, `sf-ial-large`) are built from the ra
 papermill notebooks/01_build_dataset.ipynb outputs/executed/01_build_dataset.ipynb -p dataset helsinki-synth
 ```"""),
 ("code", """dataset: str = "helsinki-synth-tiny"  # registry name (see addressclip.datasets.dataset_names()) or a dataset folder
-raw_dir: str | None = None  # real datasets: folder of the raw files (default: data/raw/<dataset>)
+raw_dir: "Optional[str]" = None  # real datasets: folder of the raw files (default: data/raw/<dataset>)
 overwrite: bool = False  # rebuild even if a finished dataset exists
 strict: bool = False  # stop at the first bad input instead of counting and skipping it""", "parameters"),
 ("code", """import json
@@ -96,19 +96,19 @@ papermill notebooks/02_train.ipynb out.ipynb -p profile paper -p dataset sf-ial-
 ```
 Parameters left at `None` take the profile's value (`addressclip/profiles.py`)."""),
 ("code", """profile: str = "smoke"  # smoke (CI, minutes) | demo (make demo) | paper (the paper's setting)
-dataset: str | None = None  # registry name or dataset folder
+dataset: "Optional[str]" = None  # registry name or dataset folder
 backbone: str = "effnet-lite0-minilm"  # offline default, or an open_clip architecture e.g. ViT-B-16-quickgelu
-pretrained: str | None = None  # open_clip backbones: local weights file (e.g. OpenAI ViT-B-16.pt)
-align_dataset: str | None = None  # city for alignment pre-training (offline backbone); "" to skip
-align_epochs: int | None = None  # epochs of alignment pre-training
-epochs: int | None = None  # AddressCLIP training epochs
-batch_size: int | None = None  # global batch size
-lr: float | None = None  # peak learning rate (cosine schedule to lr_min)
-lr_min: float | None = None  # final learning rate
-warmup_steps: int | None = None  # linear warm-up steps
-train_image: str | None = None  # image tower: all | none | proj | last:N
-train_text: str | None = None  # text tower: all | none | proj | last:N
-image_size: int | None = None  # None: the backbone's own
+pretrained: "Optional[str]" = None  # open_clip backbones: local weights file (e.g. OpenAI ViT-B-16.pt)
+align_dataset: "Optional[str]" = None  # city for alignment pre-training (offline backbone); "" to skip
+align_epochs: "Optional[int]" = None  # epochs of alignment pre-training
+epochs: "Optional[int]" = None  # AddressCLIP training epochs
+batch_size: "Optional[int]" = None  # global batch size
+lr: "Optional[float]" = None  # peak learning rate (cosine schedule to lr_min)
+lr_min: "Optional[float]" = None  # final learning rate
+warmup_steps: "Optional[int]" = None  # linear warm-up steps
+train_image: "Optional[str]" = None  # image tower: all | none | proj | last:N
+train_text: "Optional[str]" = None  # text tower: all | none | proj | last:N
+image_size: "Optional[int]" = None  # None: the backbone's own
 w_address: float = 1.0  # weight of the image-address loss
 w_caption: float = 0.2  # weight of the image-(caption+address) loss
 w_geography: float = 0.8  # weight of the image-geography loss
@@ -116,7 +116,7 @@ geo_form: str = "similarity"  # similarity (towards 1 - distance) | literal (the
 label_aware: bool = False  # images sharing an address are positives for each other
 seed: int = 0  # random seed
 device: str = "auto"  # auto | cpu | cuda
-run_name: str | None = None  # default: derived from the configuration""", "parameters"),
+run_name: "Optional[str]" = None  # default: derived from the configuration""", "parameters"),
 ("code", """import json
 
 import matplotlib.pyplot as plt
@@ -174,7 +174,7 @@ folder as `eval-<dataset>-<split>.json`.
 ```bash
 papermill notebooks/03_evaluate.ipynb outputs/executed/03_evaluate.ipynb -p run <run name or folder> -p dataset helsinki-synth
 ```"""),
-("code", """run: str | None = None  # run name under outputs/runs, a run folder or model.pt; None: newest finished run on `dataset`
+("code", """run: "Optional[str]" = None  # run name under outputs/runs, a run folder or model.pt; None: newest finished run on `dataset`
 dataset: str = "helsinki-synth-tiny"  # dataset to evaluate on (registry name or folder)
 split: str = "test"  # val | test
 k: int = 5  # predictions kept per image
@@ -230,11 +230,11 @@ saved results. `make demo` renders this notebook to HTML without code under `out
 papermill notebooks/04_ablations.ipynb outputs/executed/04_ablations.ipynb -p profile demo
 ```"""),
 ("code", """profile: str = "smoke"  # smoke (CI, minutes) | demo (make demo) | paper (every experiment, for a GPU)
-experiments: list | None = None  # experiment names (addressclip.ablations.EXPERIMENTS); None: the profile's
-seeds: list | None = None  # seeds per variant; None: the profile's
-baselines: list | None = None  # baseline names (addressclip.baselines.BASELINES); None: the profile's
-dataset: str | None = None  # evaluation dataset; None: the profile's
-epochs: int | None = None  # training epochs of every variant; None: the profile's ablation setting
+experiments: "Optional[list]" = None  # experiment names (addressclip.ablations.EXPERIMENTS); None: the profile's
+seeds: "Optional[list]" = None  # seeds per variant; None: the profile's
+baselines: "Optional[list]" = None  # baseline names (addressclip.baselines.BASELINES); None: the profile's
+dataset: "Optional[str]" = None  # evaluation dataset; None: the profile's
+epochs: "Optional[int]" = None  # training epochs of every variant; None: the profile's ablation setting
 device: str = "auto"  # auto | cpu | cuda""", "parameters"),
 ("code", """import matplotlib.pyplot as plt
 import pandas as pd
