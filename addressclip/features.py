@@ -13,6 +13,7 @@ from .data import ADDRESS_TEMPLATE, ImageRows
 from .datasets.format import SPLITS, IALDataset
 from .evaluate import encode_images, encode_texts
 from .paths import outputs_root
+from .prefix_cache import prefix_features
 
 
 @dataclass
@@ -55,11 +56,19 @@ def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, add
     image = {}
     for split in SPLITS:
         frame = ds.split(split)
-        if len(frame):
+        if not len(frame):
+            image[split] = torch.empty(0, model.encode_text(["x"]).shape[1])
+            continue
+        # frozen image layers cached by training runs from the same weights are reused (prefix_cache.py)
+        prefix = prefix_features(model, [str(ds.root / p) for p in frame["image"]], model.preprocess_val,
+                                 cache_dir=path.parent, num_workers=num_workers, progress=progress)
+        if prefix is not None:
+            with torch.inference_mode():
+                image[split] = torch.cat([model.encode_image_from_prefix(prefix[i : i + 256].to(model.device)).float().cpu()
+                                          for i in range(0, len(prefix), 256)])
+        else:
             rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val)
             image[split] = encode_images(model, rows, num_workers=num_workers, progress=progress).cpu()
-        else:
-            image[split] = torch.empty(0, model.encode_text(["x"]).shape[1])
     gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses]).cpu()
     model.train(was_training)
     runs.save_checkpoint(path, {"image": image, "gallery": gallery})

@@ -187,6 +187,7 @@ import seaborn as sns
 from addressclip import notebook
 from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
+from addressclip.prefix_cache import prefix_features
 from addressclip.runs import resolve_run, write_json
 from addressclip.train import load_model, resolve_device
 
@@ -195,7 +196,8 @@ run_dir = resolve_run(run, dataset)
 ds = load_dataset(dataset)
 model = load_model(run_dir, device=resolve_device(device))
 print(run_dir, ds.name)"""),
-("code", """result = evaluate(model, ds, split, k=k)
+("code", """paths = [str(ds.root / image) for image in ds.split(split)["image"]]
+result = evaluate(model, ds, split, k=k, prefix=prefix_features(model, paths, model.preprocess_val))  # frozen layers: cached
 folder = run_dir if run_dir.is_dir() else run_dir.parent
 write_json(folder / f"eval-{ds.name}-{split}.json", {**result.metrics, "params": params})
 m = result.metrics
