@@ -1,4 +1,4 @@
-"""Writes notebooks 01-04 (without outputs, stable cell ids). Edit here, run `.venv/bin/python tools/make_notebooks.py`."""
+"""Writes notebooks 01-05 (without outputs, stable cell ids). Edit here, run `.venv/bin/python tools/make_notebooks.py`."""
 import nbformat as nbf
 from pathlib import Path
 
@@ -339,3 +339,139 @@ for row in checks.itertuples():
     print(f"{row.better} ahead of {row.worse} by {row.difference:+.2f} points (seed spread {row.spread:.2f}): {verdict}")
 checks"""),
 ]), D / "04_ablations.ipynb")
+
+nbf.write(nb([
+("md", """# 05 — What the model does: maps, examples, geography, saliency, confusions
+
+Shows a trained run on a dataset split: where it is right and wrong on the city's own map, example images with
+their top-5 addresses, what the geography loss does to the image embedding, a t-SNE of the test embeddings, where
+the image tower looks (Grad-CAM), and which neighbouring sub-streets it confuses. Predictions go through the same
+`AddressLocator` API as `addressclip predict`, including an open-vocabulary candidate list. Every figure is also
+saved under `<run>/figures/`.
+
+```bash
+papermill notebooks/05_visualise.ipynb outputs/executed/05_visualise.ipynb -p run demo -p dataset helsinki-synth
+papermill notebooks/05_visualise.ipynb out.ipynb -p run demo -p compare_run demo-nogeo  # with / without geography loss
+```
+`compare_run` is a run trained without the geography loss, e.g.
+`papermill notebooks/02_train.ipynb out.ipynb -p profile demo -p w_geography 0 -p run_name demo-nogeo`."""),
+("code", """run: "Optional[str]" = None  # run name under outputs/runs, a run folder or model.pt; None: newest finished run on `dataset`
+dataset: str = "helsinki-synth-tiny"  # dataset whose images and addresses are shown (registry name or folder)
+compare_run: "Optional[str]" = None  # a run trained without the geography loss, for the with/without plot; None: this run only
+split: str = "test"  # val | test
+k: int = 5  # predictions kept per image
+examples: int = 4  # images per example grid
+saliency_images: int = 4  # images in the saliency figure
+seed: int = 0  # seed of the example choice and of t-SNE
+device: str = "auto"  # auto | cpu | cuda""", "parameters"),
+("code", """import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from addressclip import notebook
+from addressclip import visualise as vis
+from addressclip.datasets import load_dataset
+from addressclip.evaluate import evaluate
+from addressclip.predict import AddressLocator
+from addressclip.runs import resolve_run
+
+params = notebook.check_parameters(globals(), ["run", "dataset", "compare_run", "split", "k", "examples",
+                                               "saliency_images", "seed", "device"])
+run_dir = resolve_run(run, dataset)
+folder = run_dir if run_dir.is_dir() else run_dir.parent
+figures = folder / "figures"
+ds = load_dataset(dataset)
+locator = AddressLocator.from_checkpoint(run_dir, dataset=dataset, device=device)
+print(run_dir, "|", ds.name, "|", len(locator.candidates), "candidate addresses |", "backbone", locator.model.spec.backbone)
+print("figures ->", figures)"""),
+("md", "## Predictions on the split\n`evaluate()` gives the metrics; the `AddressLocator` (the API behind `addressclip predict`) must rank the same way. The image embeddings are computed once here and reused below."),
+("code", """result = evaluate(locator.model, ds, split, k=k, num_workers=0)
+pred = result.predictions
+pred["outcome"] = vis.outcome(pred)
+paths = [str(ds.root / p) for p in pred["image"]]
+labels, feats, skipped = locator.embed_images(paths)
+scores, top = locator.rank(feats, k)
+m = result.metrics
+assert m["images"] == len(ds.split(split)) == len(labels) and not skipped
+assert [locator.candidates[i] for i in top[:, 0]] == pred["pred"].tolist(), "the locator and evaluate() disagree on top-1"
+assert np.allclose(scores, np.stack(pred["scores"]), atol=1e-4)
+assert abs(100 * (pred["outcome"] == "hit").mean() - m["SSA-1"]) < 1e-9
+pd.concat([pd.Series(result.quality, name="value").round(2).to_frame(),
+           pred["outcome"].value_counts().rename("value").to_frame()])"""),
+("md", """## Open vocabulary
+The candidates can be any list of strings: here the dataset's addresses plus a few that no image shows. The text
+embeddings of each list are encoded once and cached next to the checkpoint (`gallery_cache/`); asking again reads
+the file back."""),
+("code", """extra = ["Bulevardi & Annankatu, Helsinki 00120", "Fredrikinkatu & Lönnrotinkatu, Helsinki 00120",
+         "Forbes Avenue & Craig Street, Oakland"]
+first = locator.set_candidates(ds.addresses + extra)
+again = locator.set_candidates(ds.addresses + extra)
+assert again.from_cache and again.path == first.path and again.path.exists()
+wider_scores, wider_top = locator.rank(feats, k)
+assert (wider_scores[:, 0] >= scores[:, 0] - 1e-6).all()  # a superset of candidates can only raise the best score
+picks_new = np.isin(np.array(locator.candidates)[wider_top[:, 0]], extra)
+print(f"{first.count} candidates, cache file {again.path.name}; {int(picks_new.sum())} of {len(picks_new)} images "
+      f"now pick an address no image shows")
+shown = locator.predict(paths[:4], k=3)  # the same call `addressclip predict` makes
+locator.set_candidates(ds.addresses)
+shown"""),
+("md", "## Maps\nOver the city's own building footprints and streets (rendered datasets) or the segments alone (real data)."),
+("code", """layers = vis.city_layers(ds)
+vis.plot_partition(ds, layers, save_dir=figures);"""),
+("code", """vis.plot_outcome_map(pred, ds, layers, save_dir=figures);"""),
+("code", """vis.plot_accuracy_choropleth(pred, ds, layers, save_dir=figures);"""),
+("code", """lines = vis.miss_lines(pred, ds)
+assert len(lines) == int((pred["outcome"] != "hit").sum())
+assert np.allclose(np.sort(lines["length_m"]), np.sort(pred.loc[pred["outcome"] != "hit", "distance_m"]), atol=1e-6)
+vis.plot_miss_lines(pred, ds, layers, save_dir=figures);"""),
+("md", "## Examples: hits, near misses (right street, wrong sub-street), far misses"),
+("code", """for kind in vis.OUTCOMES:
+    vis.plot_examples(pred, ds.root, kind, n=examples, seed=seed, save_dir=figures)"""),
+("md", """## What the geography loss does
+Cosine similarity of the image features of every pair of images against the metres between them. The geography
+loss pulls the features of nearby images together and pushes distant ones apart, so similarity should fall with
+distance faster than without it."""),
+("code", """coords = pred[["easting", "northing"]].to_numpy()
+w_geo = locator.train_config.get("w_geography")
+pairs = {f"{folder.name} (w_geography={w_geo})": vis.similarity_distance_pairs(feats, coords)}
+if compare_run:
+    other = AddressLocator.from_checkpoint(resolve_run(compare_run), candidates=ds.addresses, device=device)
+    name = resolve_run(compare_run).name
+    pairs[f"{name} (w_geography={other.train_config.get('w_geography')})"] = vis.similarity_distance_pairs(other.embed_images(paths)[1], coords)
+else:
+    print("compare_run not given: showing this run only. Train one without the geography loss "
+          "(02_train.ipynb with -p w_geography 0) and pass it as compare_run to see both.")
+summary = vis.similarity_distance_summary(pairs)
+near, far = summary.columns[2], summary.columns[3]
+assert summary["spearman"].between(-1, 1).all()
+if w_geo:
+    first_row = summary.iloc[0]
+    assert first_row[near] > first_row[far], "a run trained with the geography loss should rank near pairs as more similar"
+vis.plot_similarity_vs_distance(pairs, save_dir=figures)
+summary.round(3)"""),
+("md", "## Embedding projection (t-SNE) of the test images, coloured by street"),
+("code", """assert feats.shape[0] == len(pred)
+vis.plot_embedding_projection(feats.numpy(), pred["street"], pred["outcome"] == "hit", seed=seed, save_dir=figures);"""),
+("md", """## Where the model looks
+Grad-CAM of the similarity between each image and its true address: the last conv stage for a CNN tower, the
+input of the last block's attention for a ViT tower (e.g. a `ViT-B-16-quickgelu` run)."""),
+("code", """picked = pred.sample(n=min(saliency_images, len(pred)), random_state=seed)
+cam, picture = vis.saliency_map(locator.model, ds.root / picked["image"].iloc[0], picked["address"].iloc[0])
+assert cam.shape == picture.shape[:2] == (locator.model.image_size, locator.model.image_size)
+assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() in (0.0, 1.0)  # normalised; 0: no positive evidence
+vis.plot_saliency(locator.model, [ds.root / p for p in picked["image"]], picked["address"].tolist(),
+                  titles=[f"{vis.short_address(a)}\\n({o})" for a, o in zip(picked["address"], picked["outcome"])],
+                  save_dir=figures);"""),
+("md", "## Confusion between neighbouring sub-streets\nThe street whose test images span the most sub-streets; rows in order along the street."),
+("code", """street = vis.busiest_street(pred)
+table = vis.street_confusion(pred, ds, street)
+assert int(table.to_numpy().sum()) == int((pred["street"] == street).sum())
+vis.plot_street_confusion(pred, ds, street, save_dir=figures)
+table"""),
+("md", "## Saved figures"),
+("code", """saved = sorted(p.name for p in figures.glob("*.png"))
+expected = {"partition.png", "map_outcomes.png", "map_accuracy.png", "map_misses.png", "similarity_vs_distance.png",
+            "tsne_by_street.png", "saliency.png", "examples_hit.png", "examples_near_miss.png", "examples_far_miss.png"}
+assert expected <= set(saved), expected - set(saved)
+saved"""),
+]), D / "05_visualise.ipynb")
