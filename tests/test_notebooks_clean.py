@@ -26,3 +26,13 @@ def test_notebook_is_clean_and_thin(path):
     for line in "".join(params[0]["source"]).splitlines():
         if line.strip():
             assert re.match(r"^\w+: [^=]+ = .+  # .+", line), f"parameter without type or comment: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill documents (--help-notebook) only parameters its parser reads: e.g. `str | None` is not read."""
+    papermill = pytest.importorskip("papermill")
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = [line.split(":")[0] for line in "".join(cell["source"]).splitlines() if line.strip()]
+    assert list(papermill.inspect_notebook(str(path))) == names
