@@ -24,7 +24,7 @@ class EvalResult:
     @property
     def quality(self) -> dict[str, float]:
         """The accuracy and distance figures, without bookkeeping (counts, timings)."""
-        skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s"}
+        skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s", "frozen_layers_cached"}
         return {k: v for k, v in self.metrics.items() if k not in skip}
 
 
@@ -88,7 +88,8 @@ def evaluate(
     model.train(was_training)
     return result_from_ranking(ds, split, top, scores, {
         "eval_seconds": round(elapsed, 3), "gallery_seconds": round(t_gallery, 3),
-        "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2)})
+        "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2),
+        "frozen_layers_cached": prefix is not None})  # if so, images/s excludes the frozen layers
 
 
 def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.ndarray, extra: dict | None = None) -> EvalResult:
