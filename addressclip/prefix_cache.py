@@ -54,3 +54,47 @@ def prefix_features(model, paths: list[str], transform, *, cache_dir: str | Path
     prefix = torch.cat(parts)
     runs.save_checkpoint(path, {"prefix": prefix})
     return prefix
+
+
+def _text_key(model, texts: list[str]) -> str:
+    """Hash of the frozen text trunk's weights (not the trainable projection) and the strings."""
+    from .freezing import _projection_names
+
+    proj = _projection_names(model.clip, "text")
+    h = hashlib.sha1(model.spec.backbone.encode())
+    for name, t in sorted(model.clip.state_dict().items()):
+        if not name.startswith(("visual.", "logit_")) and name not in proj:
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update("\n".join(texts).encode())
+    return h.hexdigest()[:16]
+
+
+def warm_text_cache(model, texts: list[str], *, cache_dir: str | Path | None = None, batch_size: int = 256,
+                    progress: bool = False) -> bool:
+    """Fill the model's per-string cache of frozen text-trunk outputs for `texts` from disk, computing and
+    saving what is missing. Only when the text trunk is frozen (else returns False and does nothing).
+    Runs from the same weights (seeds, ablation variants) then never encode the same captions twice."""
+    from .freezing import frozen_text_trunk
+
+    if not frozen_text_trunk(model) or not model.cache_frozen_text:
+        return False
+    unique = sorted(set(texts))
+    path = Path(cache_dir or outputs_root() / "features") / f"text-{_text_key(model, unique)}.pt"
+    pooled = None
+    if path.exists():
+        try:
+            pooled = runs.load_checkpoint(path)["pooled"]
+        except RuntimeError:
+            path.unlink()
+    if pooled is None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            pooled = torch.cat([model._trunk_text(model.tokenize(unique[i : i + batch_size]).to(model.device)).cpu()
+                                for i in tqdm(range(0, len(unique), batch_size), desc="frozen text layers",
+                                              disable=not progress, leave=False)])
+        model.train(was_training)
+        runs.save_checkpoint(path, {"pooled": pooled})
+    model._text_cache.update({t: p.to(model.device) for t, p in zip(unique, pooled)})
+    return True

@@ -26,7 +26,7 @@ from .evaluate import evaluate
 from .losses import AddressCLIPLoss
 from .model import AddressCLIP, ModelSpec, create_model
 from .paths import runs_root
-from .prefix_cache import prefix_features
+from .prefix_cache import prefix_features, warm_text_cache
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -224,6 +224,11 @@ def train(cfg: TrainConfig) -> Path:
         return prefix_features(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=run_dir.parent.parent / "features",
                                num_workers=cfg.num_workers, progress=progress)
 
+    if use_cache:  # frozen text-trunk outputs of every training text and candidate address, from disk when known
+        from .data import ADDRESS_TEMPLATE
+
+        warm_text_cache(model, table.address_texts + table.caption_texts + [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses],
+                        cache_dir=run_dir.parent.parent / "features", progress=progress)
     prefix = cached(table.paths)
     if prefix is not None:
         rows = IndexRows(len(rows))  # the loader then yields row indices only: no image is decoded again

@@ -114,3 +114,21 @@ def test_cached_image_prefix_is_exact(mode):
         via_prefix = m.encode_image_from_prefix(m.encode_image_prefix(x))
     assert torch.allclose(direct, via_prefix, atol=1e-5)
     assert create_model(train_image="all").frozen_image_blocks() is None
+
+
+def test_text_cache_from_disk_is_exact(tmp_path):
+    from addressclip.prefix_cache import warm_text_cache
+
+    texts = ["Esplanadi & Unioninkatu, Helsinki 00130", "A street view of a red building.", "Mikonkatu"]
+    torch.manual_seed(0)  # same projection in a and c
+    a = create_model(train_text="proj").eval()
+    with torch.no_grad():
+        direct = a.encode_text(texts)
+    b = create_model(train_text="proj").eval()
+    assert warm_text_cache(b, texts, cache_dir=tmp_path)  # computes and saves
+    torch.manual_seed(0)
+    c = create_model(train_text="proj").eval()
+    assert warm_text_cache(c, texts, cache_dir=tmp_path) and len(list(tmp_path.glob("text-*.pt"))) == 1  # reads
+    with torch.no_grad():
+        assert torch.allclose(c.encode_text(texts), direct, atol=1e-6)
+    assert not warm_text_cache(create_model(train_text="last:1"), texts, cache_dir=tmp_path)  # trunk trains: no cache
