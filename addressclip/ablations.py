@@ -145,9 +145,13 @@ def ordering_agreement(ours: pd.Series, paper: pd.Series) -> float:
     return float(np.mean([np.sign(ours[a] - ours[b]) == np.sign(paper[a] - paper[b]) for a, b in pairs]))
 
 
-def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str | Path, log=print) -> pd.DataFrame:
+def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str | Path, options: dict | None = None,
+                  log=print) -> pd.DataFrame:
     """Run (or reuse) each baseline per seed on a feature bank; results are saved as JSON in `out_dir`.
+    `options` maps a baseline name to keyword arguments for it (e.g. fewer epochs on a CPU).
     A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
+    import hashlib
+
     from .baselines import NotApplicable, get_baseline
 
     out = Path(out_dir)
@@ -155,17 +159,19 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     rows = []
     for name in names:
         run = get_baseline(name)
+        kwargs = (options or {}).get(name, {})
+        tag = hashlib.sha1(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:6]
         for seed in seeds:
-            path = out / f"{name}-seed{seed}-{bank.key}.json"
+            path = out / f"{name}-seed{seed}-{bank.key}-{tag}.json"
             if path.exists():
                 rows.append(json.loads(path.read_text()))
                 continue
             start = time.perf_counter()
             try:
-                row = run(bank, model, seed=seed).summary()
+                row = run(bank, model, seed=seed, **kwargs).summary()
             except NotApplicable as exc:
                 row = {"method": name, "notes": f"not applicable: {exc}"}
-            row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2)})
+            row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
             path.write_text(json.dumps(row, default=str))
             log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
             rows.append(row)

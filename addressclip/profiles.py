@@ -14,6 +14,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 0,
         "experiments": ["losses"], "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
+        "baseline_options": {},
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
                       "maple", "two-stage-retrieval", "two-stage-geoclip"],
     },
@@ -26,6 +27,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # CoCoOp encodes every address for every image: ~20 min for this test split on 2 cores; run it with `paper`
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop",
                       "maple", "two-stage-retrieval", "two-stage-geoclip"],
+        "baseline_options": {"coop": {"batch_size": 128, "epochs": 3}},  # CoOp re-encodes 180 addresses a step
     },
     "paper": {
         "dataset": "pitts-ial", "align_dataset": None, "align_epochs": 0,
@@ -33,7 +35,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "warmup_steps": 0,
         "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
                         "caption_text", "labels", "towers", "coverage", "multi_city"], "seeds": [0, 1, 2],
-        "ablation_overrides": {},
+        "ablation_overrides": {}, "baseline_options": {},
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
                       "maple", "two-stage-retrieval", "two-stage-geoclip"],
     },
@@ -42,7 +44,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 # Keys only the ablation report uses; training notebooks ignore them.
 # `ablation_overrides`: what the ablation sweep changes so that its many runs fit the profile's time
 # (on a CPU: train the projections on cached frozen features).
-REPORT_KEYS = ("experiments", "seeds", "baselines", "ablation_overrides")
+REPORT_KEYS = ("experiments", "seeds", "baselines", "ablation_overrides", "baseline_options")
 
 
 def resolve(profile: str, **given: Any) -> dict[str, Any]:

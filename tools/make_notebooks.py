@@ -300,7 +300,8 @@ plt.tight_layout()"""),
 ("md", "## Baselines"),
 ("code", """aligned = load_model(base.init_checkpoint, device=resolve_device(device)) if base.init_checkpoint else None
 bank = feature_bank(aligned, ds) if aligned is not None else None
-baseline_runs = ablations.run_baselines(p["baselines"], bank, aligned, p["seeds"], outputs_root() / "baselines") if bank is not None else pd.DataFrame()
+baseline_runs = (ablations.run_baselines(p["baselines"], bank, aligned, p["seeds"], outputs_root() / "baselines",
+                                         options=p["baseline_options"]) if bank is not None else pd.DataFrame())
 cost = ablations.gallery_cost(bank) if bank is not None else {}
 applicable = baseline_runs[baseline_runs["SSA-1"].notna()] if "SSA-1" in baseline_runs else baseline_runs
 not_run = baseline_runs[baseline_runs["SSA-1"].isna()][["method", "notes"]].drop_duplicates() if "SSA-1" in baseline_runs else baseline_runs
