@@ -24,7 +24,7 @@ from .datasets.registry import load_dataset
 from .distributed import DistInfo, all_reduce_mean, gather, init_distributed
 from .evaluate import evaluate
 from .losses import AddressCLIPLoss
-from .model import AddressCLIP, ModelSpec, create_model
+from .model import AddressCLIP, create_model
 from .paths import runs_root
 from .prefix_cache import prefix_features, warm_text_cache
 

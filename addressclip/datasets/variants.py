@@ -10,7 +10,7 @@ import geopandas as gpd
 import pandas as pd
 
 from ..paths import data_root
-from .format import IALDataset, read_dataset, write_dataset
+from .format import IALDataset, write_dataset
 from .registry import load_dataset
 
 LABELS = ("street", "partition")
@@ -81,7 +81,3 @@ def label_variant(base: str, labels: str = "partition", junction_merge_m: float 
             "junction_merge_m": junction_merge_m, "images_without_address": missing,
             "build_parameters": ds.card.get("build_parameters", {})}
     return write_dataset(out, samples, card, segments)
-
-
-def read_variant(path: str | Path) -> IALDataset:
-    return read_dataset(path)
