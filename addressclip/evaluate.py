@@ -47,6 +47,13 @@ def encode_images(model, rows: ImageRows, batch_size: int = 64, num_workers: int
     return torch.cat(out)
 
 
+@torch.inference_mode()
+def encode_prefix(model, prefix: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Image features from cached frozen-layer outputs (prefix_cache.py), in batches."""
+    return torch.cat([model.encode_image_from_prefix(prefix[i : i + batch_size].to(model.device)).float()
+                      for i in range(0, len(prefix), batch_size)])
+
+
 def topk_scores(image_feats: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int = 4096):
     """Top-k cosine scores and indices, in image chunks so the [N, A] matrix never exists whole."""
     k = min(k, gallery.shape[0])
@@ -78,9 +85,7 @@ def evaluate(
     gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses], progress=progress)
     t_gallery = time.perf_counter() - start
     if prefix is not None:
-        with torch.inference_mode():
-            feats = torch.cat([model.encode_image_from_prefix(prefix[i : i + 256].to(model.device)).float()
-                               for i in range(0, len(prefix), 256)])
+        feats = encode_prefix(model, prefix)
     else:
         feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val), batch_size, num_workers, progress)
     scores, top = topk_scores(feats, gallery.to(feats.device), k)

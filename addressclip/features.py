@@ -11,7 +11,7 @@ import torch
 from . import runs
 from .data import ADDRESS_TEMPLATE, ImageRows
 from .datasets.format import SPLITS, IALDataset
-from .evaluate import encode_images, encode_texts
+from .evaluate import encode_images, encode_prefix, encode_texts
 from .paths import outputs_root
 from .prefix_cache import prefix_features
 
@@ -63,9 +63,7 @@ def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, add
         prefix = prefix_features(model, [str(ds.root / p) for p in frame["image"]], model.preprocess_val,
                                  cache_dir=path.parent, num_workers=num_workers, progress=progress)
         if prefix is not None:
-            with torch.inference_mode():
-                image[split] = torch.cat([model.encode_image_from_prefix(prefix[i : i + 256].to(model.device)).float().cpu()
-                                          for i in range(0, len(prefix), 256)])
+            image[split] = encode_prefix(model, prefix).cpu()
         else:
             rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val)
             image[split] = encode_images(model, rows, num_workers=num_workers, progress=progress).cpu()
