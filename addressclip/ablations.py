@@ -49,6 +49,24 @@ EXPERIMENTS: dict[str, list[Variant]] = {
                Variant("both", {"train_text": "last:2"})],
     "coverage": [Variant(f"{f:.1%} of locations", {"fraction_locations": f}) for f in (0.125, 0.25, 0.5, 1.0)],
     "multi_city": [Variant("single city", {}), Variant("joint with the alignment city", {"extra_datasets": "@align"})],
+    # the loss table's two ends with the image trunk frozen (projections only): do the auxiliary losses need an
+    # image tower that can change? (the geography loss acts on image-image similarity)
+    "losses_frozen_image": [Variant("address, image trunk frozen", {"w_caption": 0.0, "w_geography": 0.0, "train_image": "proj"}),
+                            Variant("address+caption+geography, image trunk frozen", {"train_image": "proj"})],
+}
+
+# Comparisons that explain the loss table when AddressCLIP does not beat the address loss alone: each
+# auxiliary loss on its own, the geography loss's sign, label-aware positives, and the frozen image trunk.
+# (variant, against), both (experiment, variant label) of EXPERIMENTS. (Label experiments change the classes,
+# so their SSA is not comparable and they are not here.)
+INVESTIGATION: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "all three vs address": (("losses", "address+caption+geography"), ("losses", "address")),
+    "caption loss added": (("losses", "address+caption"), ("losses", "address")),
+    "geography loss added": (("losses", "address+geography"), ("losses", "address")),
+    "geography: literal vs similarity form": (("geo_form", "literal"), ("geo_form", "similarity")),
+    "label-aware vs plain address loss": (("label_aware", "label-aware"), ("label_aware", "plain InfoNCE")),
+    "all three vs address, image trunk frozen": (("losses_frozen_image", "address+caption+geography, image trunk frozen"),
+                                                 ("losses_frozen_image", "address, image trunk frozen")),
 }
 
 # The paper's SSA-1 / SA-1 (%) from its tables, for side-by-side comparison (ViT-B/16 on real photos).
@@ -134,6 +152,30 @@ def margin(summary: pd.DataFrame, better, worse, metric: str = "SSA-1") -> dict[
     # with one seed there is no spread to compare against: no verdict rather than a false "holds"
     return {"better": name(better), "worse": name(worse), "difference": diff, "spread": spread, "seeds": seeds,
             "outside_spread": (diff > spread) if seeds >= 2 else None}
+
+
+def investigate(summary: pd.DataFrame, metric: str = "SSA-1") -> pd.DataFrame:
+    """The INVESTIGATION comparisons that the runs in `summary` allow: difference, seed spread, verdict."""
+    rows = []
+    for question, (variant, against) in INVESTIGATION.items():
+        if variant in summary.index and against in summary.index:
+            m = margin(summary, variant, against, metric)
+            rows.append({"question": question, "variant": m["better"], "against": m["worse"],
+                         **{k: m[k] for k in ("difference", "spread", "seeds")}})
+    out = pd.DataFrame(rows, columns=["question", "variant", "against", "difference", "spread", "seeds"])
+    out["verdict"] = [verdict(r.difference, r.spread, r.seeds) for r in out.itertuples()]
+    return out.set_index("question")
+
+
+def verdict(difference: float, spread: float, seeds: int) -> str:
+    """Plain words for a difference between two variants' means against the larger seed spread."""
+    if seeds < 2:
+        return "cannot be judged from one seed"
+    if difference > spread:
+        return "better, outside the seed spread"
+    if difference < -spread:
+        return "worse, outside the seed spread"
+    return "no difference beyond the seed spread"
 
 
 def ordering_agreement(ours: pd.Series, paper: pd.Series) -> float:

@@ -29,6 +29,26 @@ def test_summary_mean_std_and_margins():
     assert ablations.formatted(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
 
 
+def test_investigation_names_real_variants_and_gives_verdicts():
+    labels = {(e, v.label) for e, variants in ablations.EXPERIMENTS.items() for v in variants}
+    for variant, against in ablations.INVESTIGATION.values():
+        assert variant in labels and against in labels
+    runs = pd.DataFrame({
+        "experiment": ["losses"] * 9 + ["geo_form"] * 3, "seed": [0, 1, 2] * 4,
+        "variant": ["address"] * 3 + ["address+caption+geography"] * 3 + ["address+geography"] * 3 + ["literal"] * 3,
+        "SSA-1": [10.0, 11.0, 12.0, 20.0, 20.5, 21.0, 11.0, 10.0, 12.0, 1.0, 2.0, 3.0],
+    })
+    runs = pd.concat([runs, runs[runs["variant"] == "address+caption+geography"].assign(experiment="geo_form", variant="similarity")])
+    table = ablations.investigate(ablations.summarise(runs, metrics=("SSA-1",)))
+    # only the comparisons these runs allow
+    assert list(table.index) == ["all three vs address", "geography loss added", "geography: literal vs similarity form"]
+    assert table.loc["all three vs address", "difference"] == pytest.approx(9.5)
+    assert table.loc["all three vs address", "verdict"] == "better, outside the seed spread"
+    assert table.loc["geography loss added", "verdict"] == "no difference beyond the seed spread"
+    assert table.loc["geography: literal vs similarity form", "verdict"] == "worse, outside the seed spread"
+    assert ablations.verdict(5.0, 1.0, seeds=1) == "cannot be judged from one seed"
+
+
 def test_ordering_agreement():
     paper = pd.Series({"x": 1.0, "y": 2.0, "z": 3.0})
     assert ablations.ordering_agreement(pd.Series({"x": 5.0, "y": 6.0, "z": 7.0}), paper) == 1.0

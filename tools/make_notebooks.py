@@ -336,9 +336,19 @@ if {"AddressCLIP", "address loss only"} <= set(comparison.index):
             checks.append(ablations.margin(comparison, "AddressCLIP", prompt))
 checks = pd.DataFrame(checks)
 for row in checks.itertuples():
-    verdict = {True: "holds", False: "does NOT hold"}.get(row.outside_spread, "cannot be judged from one seed")
-    print(f"{row.better} ahead of {row.worse} by {row.difference:+.2f} points (seed spread {row.spread:.2f}): {verdict}")
+    holds = {True: "holds", False: "does NOT hold"}.get(row.outside_spread, "cannot be judged from one seed")
+    print(f"{row.better} ahead of {row.worse} by {row.difference:+.2f} points (seed spread {row.spread:.2f}): {holds}")
 checks"""),
+("md", """## Why: what the other experiments say
+Where AddressCLIP does not beat the address loss alone, these comparisons of the runs above say where the gain
+goes: each auxiliary loss on its own, the geography loss's sign (the paper's equation read literally against the
+similarity form), label-aware positives, and (with `losses_frozen_image` among the experiments) whether the
+auxiliary losses need an image tower that trains. SSA-1 difference in points; the spread is the larger of the two
+standard deviations over seeds."""),
+("code", """why = ablations.investigate(summary)
+for question, row in why.iterrows():
+    print(f"{question}: {row['difference']:+.2f} points (spread {row['spread']:.2f}, {row['seeds']} seeds): {row['verdict']}")
+why"""),
 ]), D / "04_ablations.ipynb")
 
 nbf.write(nb([
