@@ -194,7 +194,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
     import hashlib
 
-    from .baselines import NotApplicable, get_baseline
+    from .baselines import NotApplicable, get_baseline, seed_free
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,10 +203,14 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
         run = get_baseline(name)
         kwargs = (options or {}).get(name, {})
         tag = hashlib.sha1(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:6]
+        first = None
         for seed in seeds:
+            if first is not None and seed_free(name, kwargs):  # same result for every seed: run it once
+                rows.append({**first, "seed": seed, "seconds": 0.0, "reused_from_seed": first["seed"]})
+                continue
             path = out / f"{name}-seed{seed}-{bank.key}-{tag}.json"
             if path.exists():
-                rows.append(json.loads(path.read_text()))
+                rows.append(first := json.loads(path.read_text()))
                 continue
             start = time.perf_counter()
             try:
@@ -216,7 +220,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
             row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
             path.write_text(json.dumps(row, default=str))
             log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
-            rows.append(row)
+            rows.append(first := row)
     return pd.DataFrame(rows)
 
 

@@ -13,7 +13,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "helsinki-synth-tiny", "align_dataset": "kotka-synth-tiny", "align_epochs": 2,
         "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 0,
-        "experiments": ["losses"], "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
+        # every experiment once, so that CI proves each one runs end to end (~3 min on the tiny dataset)
+        "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
+                        "caption_text", "labels", "towers", "coverage", "multi_city", "losses_frozen_image"],
+        "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
         "baseline_options": {},
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop", "cocoop",
                       "maple", "two-stage-retrieval", "two-stage-geoclip"],

@@ -91,3 +91,27 @@ def test_profiles_resolve_and_validate():
     TrainConfig.from_dict(profiles.training_values(p))
     with pytest.raises(ValueError, match="valid: smoke, demo, paper"):
         profiles.resolve("fast")
+    for name, profile in profiles.PROFILES.items():
+        assert set(profile["experiments"]) <= set(ablations.EXPERIMENTS), name
+    # CI's smoke run executes every experiment end to end; the paper profile lists them all
+    assert set(profiles.PROFILES["smoke"]["experiments"]) == set(ablations.EXPERIMENTS)
+    assert set(profiles.PROFILES["paper"]["experiments"]) == set(ablations.EXPERIMENTS)
+
+
+def test_seed_free_baselines_run_once(tmp_path):
+    from test_adapters import cluster_bank
+
+    from addressclip.baselines import seed_free
+
+    bank = cluster_bank()
+    logged = []
+    table = ablations.run_baselines(["zero-shot", "linear-probe"], bank, None, [0, 1, 2], tmp_path, log=logged.append)
+    assert len(table) == 6 and len(logged) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    for name, part in table.groupby("method"):
+        assert part["seed"].tolist() == [0, 1, 2] and part["SSA-1"].nunique() == 1
+        assert part["reused_from_seed"].tolist()[1:] == [0, 0]
+    # a second call reads seed 0's file and still gives every seed a row
+    again = ablations.run_baselines(["zero-shot"], bank, None, [0, 1], tmp_path, log=logged.append)
+    assert again["seed"].tolist() == [0, 1] and len(logged) == 2
+    assert seed_free("tip-adapter") and not seed_free("tip-adapter", {"shots": 4})
+    assert not seed_free("coop") and not seed_free("tip-adapter-f")

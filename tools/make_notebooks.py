@@ -305,6 +305,9 @@ baseline_runs = (ablations.run_baselines(p["baselines"], bank, aligned, p["seeds
 cost = ablations.gallery_cost(bank) if bank is not None else {}
 applicable = baseline_runs[baseline_runs["SSA-1"].notna()] if "SSA-1" in baseline_runs else baseline_runs
 not_run = baseline_runs[baseline_runs["SSA-1"].isna()][["method", "notes"]].drop_duplicates() if "SSA-1" in baseline_runs else baseline_runs
+skipped = [b for b in BASELINES if b not in p["baselines"]]
+if skipped:  # e.g. CoCoOp in the demo profile: it encodes every address for every image, too slow for a CPU demo
+    print(f"not in the {profile!r} profile's list, so not run here: {', '.join(skipped)} (pass -p baselines, or use the paper profile)")
 not_run"""),
 ("code", """methods = []
 if len(applicable):

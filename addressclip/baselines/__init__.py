@@ -42,6 +42,15 @@ BASELINES: dict[str, str] = {
 }
 
 
+def seed_free(name: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether the baseline's result cannot depend on the seed: no training and no sampling (zero-shot, exact
+    retrieval, Tip-Adapter over every train image) or a deterministic solver (the lbfgs linear probe). Such a
+    baseline runs once per profile; other seeds reuse its result."""
+    if name == "tip-adapter":
+        return (options or {}).get("shots") is None
+    return name in {"zero-shot", "linear-probe", "two-stage-retrieval"}
+
+
 def get_baseline(name: str) -> Callable[..., BaselineResult]:
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; valid: {', '.join(BASELINES)}")

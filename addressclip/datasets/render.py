@@ -1077,7 +1077,7 @@ def _capture_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Condit
     # not seeded by heading, so views of one place with one capture seed agree on cars and people
     rng = _rng(scene.seed, capture_seed, 0x0B7, int(round(cam.x * 10)), int(round(cam.y * 10)))
     parts: list[_Surfaces] = []
-    kinds, refs, shapes = [], [], []
+    kinds, refs = [], []
     # buildings near the camera
     b_idx = np.zeros(0, np.int64)
     if scene.tree is not None:
