@@ -171,6 +171,8 @@ def verdict(difference: float, spread: float, seeds: int) -> str:
     """Plain words for a difference between two variants' means against the larger seed spread."""
     if seeds < 2:
         return "cannot be judged from one seed"
+    if not (np.isfinite(difference) and np.isfinite(spread)):
+        return "cannot be judged: a metric is missing"
     if difference > spread:
         return "better, outside the seed spread"
     if difference < -spread:

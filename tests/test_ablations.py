@@ -47,6 +47,7 @@ def test_investigation_names_real_variants_and_gives_verdicts():
     assert table.loc["geography loss added", "verdict"] == "no difference beyond the seed spread"
     assert table.loc["geography: literal vs similarity form", "verdict"] == "worse, outside the seed spread"
     assert ablations.verdict(5.0, 1.0, seeds=1) == "cannot be judged from one seed"
+    assert ablations.verdict(float("nan"), 1.0, seeds=3).startswith("cannot be judged")
 
 
 def test_ordering_agreement():
@@ -113,5 +114,11 @@ def test_seed_free_baselines_run_once(tmp_path):
     # a second call reads seed 0's file and still gives every seed a row
     again = ablations.run_baselines(["zero-shot"], bank, None, [0, 1], tmp_path, log=logged.append)
     assert again["seed"].tolist() == [0, 1] and len(logged) == 2
+    # the claim itself: two seeds give the same metrics for every seed-free baseline
+    from addressclip.baselines import BASELINES, get_baseline
+
+    for name in [b for b in BASELINES if seed_free(b)]:
+        first, second = (get_baseline(name)(bank, None, seed=s).summary() for s in (0, 1))
+        assert {m: first[m] for m in ablations.METRICS} == {m: second[m] for m in ablations.METRICS}, name
     assert seed_free("tip-adapter") and not seed_free("tip-adapter", {"shots": 4})
     assert not seed_free("coop") and not seed_free("tip-adapter-f")

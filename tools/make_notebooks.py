@@ -349,6 +349,8 @@ similarity form), label-aware positives, and (with `losses_frozen_image` among t
 auxiliary losses need an image tower that trains. SSA-1 difference in points; the spread is the larger of the two
 standard deviations over seeds."""),
 ("code", """why = ablations.investigate(summary)
+if why.empty:
+    print("none of these experiments pairs up for the comparisons (run losses, geo_form, label_aware, losses_frozen_image)")
 for question, row in why.iterrows():
     print(f"{question}: {row['difference']:+.2f} points (spread {row['spread']:.2f}, {row['seeds']} seeds): {row['verdict']}")
 why"""),

@@ -181,7 +181,8 @@ def run_linear_probe(bank: FeatureBank, model=None, seed: int = 0, k: int = 5,
     for C in grid:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, random_state=seed).fit(x, y)
+            # lbfgs does not use random_state: the probe is seed-free (baselines.seed_free relies on it)
+            clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter).fit(x, y)
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             unconverged.append(C)
         weight = torch.as_tensor(clf.coef_, dtype=torch.float32)
