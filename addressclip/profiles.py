@@ -13,7 +13,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "helsinki-synth-tiny", "align_dataset": "kotka-synth-tiny", "align_epochs": 2,
         "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 0,
-        # every experiment once, so that CI proves each one runs end to end (~3 min on the tiny dataset)
+        # every experiment once, so that CI proves each one runs end to end (04 takes ~5 min on the tiny datasets)
         "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
                         "caption_text", "labels", "towers", "coverage", "multi_city", "losses_frozen_image"],
         "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
@@ -27,8 +27,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "warmup_steps": 20,
         "experiments": ["losses", "geo_form", "label_aware"], "seeds": [0, 1, 2],
         # the last image block trains, as in 02_train: with the image trunk frozen (`proj`) the auxiliary losses
-        # have nothing to reshape and do not help (see `losses_frozen_image`); 6 epochs (~37 s a run on cached
-        # frozen layers) so that 21 runs fit the demo's 30 minutes
+        # measured no gain at all (see `losses_frozen_image`); 6 epochs (~35 s a run on cached frozen layers) so
+        # that 21 runs fit the demo's 30 minutes
         "ablation_overrides": {"train_image": "last:1", "epochs": 6, "lr": 1e-3},
         # CoCoOp encodes every address for every image: ~20 min for this test split on 2 cores; run it with `paper`
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop",

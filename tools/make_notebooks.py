@@ -344,8 +344,8 @@ for row in checks.itertuples():
 checks"""),
 ("md", """## Why: what the other experiments say
 Where AddressCLIP does not beat the address loss alone, these comparisons of the runs above say where the gain
-goes: each auxiliary loss on its own, the geography loss's sign (the paper's equation read literally against the
-similarity form), label-aware positives, and (with `losses_frozen_image` among the experiments) whether the
+goes: each auxiliary loss added on its own, the direction of the geography target (the paper's equation read
+literally, T = D, against the similarity form, T = 1 - D), label-aware positives, and (with `losses_frozen_image` among the experiments) whether the
 auxiliary losses need an image tower that trains. SSA-1 difference in points; the spread is the larger of the two
 standard deviations over seeds."""),
 ("code", """why = ablations.investigate(summary)
