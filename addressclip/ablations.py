@@ -205,14 +205,11 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
         run = get_baseline(name)
         kwargs = (options or {}).get(name, {})
         tag = hashlib.sha1(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:6]
-        first = None
-        for seed in seeds:
-            if first is not None and seed_free(name, kwargs):  # same result for every seed: run it once
-                rows.append({**first, "seed": seed, "seconds": 0.0, "reused_from_seed": first["seed"]})
-                continue
+        once = seed_free(name, kwargs)  # same result for every seed: run the first, reuse it for the others
+        for seed in seeds[:1] if once else seeds:
             path = out / f"{name}-seed{seed}-{bank.key}-{tag}.json"
             if path.exists():
-                rows.append(first := json.loads(path.read_text()))
+                rows.append(json.loads(path.read_text()))
                 continue
             start = time.perf_counter()
             try:
@@ -222,7 +219,9 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
             row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
             path.write_text(json.dumps(row, default=str))
             log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
-            rows.append(first := row)
+            rows.append(row)
+        if once:
+            rows += [{**rows[-1], "seed": seed, "seconds": 0.0, "reused_from_seed": seeds[0]} for seed in seeds[1:]]
     return pd.DataFrame(rows)
 
 

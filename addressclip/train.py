@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import runs
 from .config import TrainConfig
-from .data import CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, SplitTable
+from .data import ADDRESS_TEMPLATE, CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, SplitTable
 from .datasets.registry import load_dataset
 from .distributed import DistInfo, all_reduce_mean, gather, init_distributed
 from .evaluate import evaluate
@@ -217,18 +217,18 @@ def train(cfg: TrainConfig) -> Path:
     transform = model.preprocess_train if cfg.augment else model.preprocess_val
     rows = table.rows(transform)
     use_cache = cfg.cache_frozen_image and not cfg.augment
+    features_dir = run_dir.parent.parent / "features"
 
     def cached(paths: list[str]):
         if not use_cache:
             return None
-        return prefix_features(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=run_dir.parent.parent / "features",
+        return prefix_features(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=features_dir,
                                num_workers=cfg.num_workers, progress=progress)
 
-    if use_cache:  # frozen text-trunk outputs of every training text and candidate address, from disk when known
-        from .data import ADDRESS_TEMPLATE
-
-        warm_text_cache(model, table.address_texts + table.caption_texts + [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses],
-                        cache_dir=run_dir.parent.parent / "features", progress=progress)
+    # frozen text-trunk outputs of every training text and candidate address, from disk when known (a no-op
+    # unless the text trunk is frozen; image augmentation does not change texts)
+    warm_text_cache(model, table.address_texts + table.caption_texts + [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses],
+                    cache_dir=features_dir, progress=progress)
     prefix = cached(table.paths)
     if prefix is not None:
         rows = IndexRows(len(rows))  # the loader then yields row indices only: no image is decoded again

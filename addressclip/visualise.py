@@ -23,6 +23,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from .metrics import per_address_table
+
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("hit", "near miss", "far miss")
@@ -167,11 +169,9 @@ def plot_outcome_map(predictions: pd.DataFrame, ds, layers: dict | None = None, 
 
 
 def per_address_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
-    """SSA-1 (%) and image count per true address."""
+    """SSA-1 (%) and image count per true address, indexed by address."""
     hit = predictions["pred"] == predictions["address"]
-    return (pd.DataFrame({"address": predictions["address"], "hit": hit})
-            .groupby("address")["hit"].agg(images="size", ssa1="mean")
-            .assign(ssa1=lambda t: 100 * t["ssa1"]))
+    return per_address_table(predictions["address"], hit, hit).set_index("address")[["images", "ssa1"]]
 
 
 def plot_accuracy_choropleth(predictions: pd.DataFrame, ds, layers: dict | None = None, save_dir=None) -> Figure:
@@ -191,9 +191,10 @@ def plot_accuracy_choropleth(predictions: pd.DataFrame, ds, layers: dict | None 
     return fig
 
 
-def miss_lines(predictions: pd.DataFrame, ds) -> gpd.GeoDataFrame:
-    """For each missed image, the shortest line from where it was taken to the predicted sub-street."""
-    geoms = address_geometries(ds)
+def miss_lines(predictions: pd.DataFrame, ds, geoms: gpd.GeoSeries | None = None) -> gpd.GeoDataFrame:
+    """For each missed image, the shortest line from where it was taken to the predicted sub-street
+    (`geoms`: `address_geometries(ds)`, when the caller has it already)."""
+    geoms = address_geometries(ds) if geoms is None else geoms
     misses = predictions[predictions["pred"] != predictions["address"]]
     misses = misses[misses["pred"].isin(geoms.index)]
     points = shapely.points(misses["easting"].to_numpy(float), misses["northing"].to_numpy(float))
@@ -204,9 +205,10 @@ def miss_lines(predictions: pd.DataFrame, ds) -> gpd.GeoDataFrame:
 
 def plot_miss_lines(predictions: pd.DataFrame, ds, layers: dict | None = None, save_dir=None) -> Figure:
     """Lines from each missed image's true location to its predicted sub-street."""
-    lines = miss_lines(predictions, ds)
+    geoms = address_geometries(ds)
+    lines = miss_lines(predictions, ds, geoms)
     fig, ax = _map_axes(ds, layers, f"misses: true location -> predicted sub-street ({len(lines)} images)")
-    _draw_segments(ax, address_geometries(ds), color="#737373", linewidth=1.0)
+    _draw_segments(ax, geoms, color="#737373", linewidth=1.0)
     for kind in ("near miss", "far miss"):
         part = lines[lines["outcome"] == kind]
         if len(part):
@@ -346,14 +348,9 @@ def plot_embedding_projection(feats, streets: Sequence[str], hits: Sequence[bool
 
 # ------------------------------------------------------------------------------------------------ saliency
 def tower_kind(model) -> str:
-    """'cnn' (timm trunk or ModifiedResNet) or 'vit' (open_clip or timm vision transformer)."""
-    visual = model.clip.visual
-    if hasattr(visual, "transformer"):
-        return "vit"
-    trunk = getattr(visual, "trunk", None)
-    if trunk is not None and hasattr(trunk, "blocks") and hasattr(trunk.blocks[-1], "norm1"):
-        return "vit"
-    return "cnn"
+    """'cnn' (timm trunk or ModifiedResNet) or 'vit' (open_clip or timm vision transformer): Grad-CAM reads a
+    transformer block's first norm, a CNN's last conv stage (see saliency_layer)."""
+    return "vit" if isinstance(saliency_layer(model)[1], torch.nn.LayerNorm) else "cnn"
 
 
 def saliency_layer(model) -> tuple[str, torch.nn.Module]:
