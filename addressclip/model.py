@@ -29,7 +29,18 @@ from torch import nn  # noqa: E402
 from .freezing import apply_trainable, frozen_text_trunk, parse_mode  # noqa: E402
 
 DEFAULT_BACKBONE = "effnet-lite0-minilm"
-OFFLINE_BACKBONES = {DEFAULT_BACKBONE: Path(__file__).parent / "model_configs" / "effnet-lite0-minilm.json"}
+PAPER_BACKBONE = "ViT-B-16-quickgelu"  # OpenAI's CLIP ViT-B/16 (QuickGELU), the paper's backbone
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+OFFLINE_BACKBONES = {DEFAULT_BACKBONE: CONFIG_DIR / "effnet-lite0-minilm.json"}
+# How a non-square photo becomes a square input (open_clip's resize modes): "shortest" resizes the short side
+# and centre-crops (the sides of a 480x640 Pitts image are lost), "longest" resizes the long side and pads,
+# "squash" resizes both sides (aspect ratio not kept). The paper is silent; "shortest" is CLIP's own.
+RESIZE_MODES = ("shortest", "longest", "squash")
+# Small architectures shipped for CPU rehearsals of the paper path: ViT-B/16's layout (patch 16, 224 px,
+# QuickGELU, CLIP's text tower and tokenizer) at toy width and depth.
+for _config in CONFIG_DIR.glob("*.json"):
+    if _config.stem not in OFFLINE_BACKBONES:
+        open_clip.add_model_config(_config)
 # EfficientNet-Lite0 was trained on inputs scaled to [-1, 1]: mean/std 0.5, not ImageNet's statistics.
 OFFLINE_PREPROCESS = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
@@ -99,6 +110,7 @@ class ModelSpec:
     image_size: int | None = None      # None: the architecture's own
     train_image: str = "all"           # all | none | proj | last:N
     train_text: str = "all"
+    image_resize_mode: str = "shortest"  # see RESIZE_MODES
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -266,12 +278,15 @@ def create_model(
     image_size: int | None = None,
     train_image: str = "all",
     train_text: str = "all",
+    image_resize_mode: str = "shortest",
     device: str | torch.device = "cpu",
 ) -> AddressCLIP:
-    """Build a model. For open_clip backbones `pretrained` is a local weights file (or None for random init);
-    the offline default always loads its packaged ImageNet / MiniLM weights."""
-    spec = ModelSpec(backbone, pretrained, image_size, train_image, train_text)
-    kwargs = {}
+    """Build a model. For open_clip backbones `pretrained` is a local weights file (or None for random init;
+    formats: `addressclip.weights`); the offline default always loads its packaged ImageNet / MiniLM weights."""
+    if image_resize_mode not in RESIZE_MODES:
+        raise ValueError(f"unknown image_resize_mode {image_resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
+    spec = ModelSpec(backbone, pretrained, image_size, train_image, train_text, image_resize_mode)
+    kwargs = {"image_resize_mode": image_resize_mode}
     if image_size is not None:
         kwargs["force_image_size"] = image_size
     with _quiet_loading():
@@ -301,8 +316,12 @@ def _create_clip(backbone: str, pretrained: str | None, kwargs: dict):
             )
         _check_pretrained(backbone, pretrained)
         clip, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-            backbone, pretrained=pretrained, pretrained_hf=False, **kwargs
+            backbone, pretrained=None, pretrained_hf=False, **kwargs
         )
+        if pretrained is not None:
+            from .weights import load_pretrained
+
+            load_pretrained(clip, backbone, pretrained)
     return clip, preprocess_train, preprocess_val
 
 
