@@ -11,6 +11,11 @@ weighted terms that the trainer sums, so an ablation is a weight of zero (the te
   Manhattan distance between min-max normalised UTM coordinates (D in [0, 2]). ``form="similarity"``
   (default) uses T = 1 - D, so geographically close images are pulled together and T spans [-1, 1]
   like a cosine; ``form="literal"`` uses T = D as the paper's equation reads.
+
+Numerics: `AddressCLIPLoss` computes every term in (at least) float32 even when it is called inside a
+``torch.autocast(dtype=torch.bfloat16)`` region (as the trainer does): autocast is disabled for the loss
+and half-precision features and logit scale are cast up to float32, so the logits, the softmax /
+cross-entropy and the geography term are never bf16. Gradients still flow back to the bf16 features.
 """
 from __future__ import annotations
 
@@ -70,6 +75,13 @@ def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "si
     return ((sim - target) ** 2).mean()
 
 
+def _at_least_fp32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """Cast half-precision (bf16 / fp16) tensors to float32; float32 and float64 are left as they are."""
+    if t is None or not t.is_floating_point():
+        return t
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class AddressCLIPLoss(nn.Module):
     def __init__(self, weights: dict[str, float] | None = None, geo_form: str = "similarity", label_aware: bool = False):
         super().__init__()
@@ -93,6 +105,13 @@ class AddressCLIPLoss(nn.Module):
         address_ids: torch.Tensor | None = None,
         coords: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        # fp32 numerics even inside a bf16 autocast region: autocast off, half-precision inputs cast up
+        with torch.autocast(device_type=image_features.device.type, enabled=False):
+            image_features, logit_scale, address_features, caption_features = (
+                _at_least_fp32(t) for t in (image_features, logit_scale, address_features, caption_features))
+            return self._terms(image_features, logit_scale, address_features, caption_features, address_ids, coords)
+
+    def _terms(self, image_features, logit_scale, address_features, caption_features, address_ids, coords):
         out = {}
         if self.active("address"):
             labels = address_ids if self.label_aware else None

@@ -96,3 +96,50 @@ def test_combined_loss_weights_and_ablation_keys():
     assert set(only) == {"address_loss"}
     with pytest.raises(ValueError, match="unknown loss terms"):
         AddressCLIPLoss({"adress": 1.0})
+
+
+def _batch(n=16, d=32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    img, addr, cap = (F.normalize(torch.randn(n, d, generator=gen), dim=1) for _ in range(3))
+    ids = torch.randint(0, 5, (n,), generator=gen)
+    coords = torch.rand(n, 2, generator=gen, dtype=torch.float64) * 500
+    return img, addr, cap, ids, coords
+
+
+TIGHT = {"rtol": 1e-6, "atol": 1e-7}
+
+
+@pytest.mark.parametrize("label_aware", [False, True])
+def test_loss_is_fp32_under_bf16_autocast(label_aware):
+    img, addr, cap, ids, coords = _batch()
+    scale = torch.tensor(math.log(100.0))  # CLIP's trained temperature: large logits show bf16 rounding
+    loss = AddressCLIPLoss(label_aware=label_aware)
+    reference = loss(img, scale, addr, cap, ids, coords)          # no autocast, fp32 throughout
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        # the guard is needed: without it a matmul here runs in bf16, and so do the unguarded terms
+        assert (img @ addr.T).dtype == torch.bfloat16
+        assert geo_loss(img, coords).dtype == torch.bfloat16
+        unguarded = {"address_loss": info_nce(img, addr, scale, ids if label_aware else None),
+                     "caption_loss": 0.2 * info_nce(img, cap, scale), "geo_loss": 0.8 * geo_loss(img, coords)}
+        got = loss(img, scale, addr, cap, ids, coords)
+    assert set(got) == set(reference) == {"address_loss", "caption_loss", "geo_loss"}
+    for name, value in got.items():
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, reference[name], **TIGHT)
+        assert not torch.allclose(unguarded[name].float(), reference[name], **TIGHT), f"{name}: test has no teeth"
+
+
+def test_bf16_features_are_cast_up_and_still_get_gradients():
+    img, addr, cap, ids, coords = _batch(seed=1)
+    img16, addr16, cap16 = (t.bfloat16().requires_grad_(True) for t in (img, addr, cap))
+    scale16 = torch.tensor(math.log(100.0), dtype=torch.bfloat16)
+    loss = AddressCLIPLoss()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(img16, scale16, addr16, cap16, ids, coords)
+    # the same bf16 values, upcast by hand and computed in fp32 without autocast
+    expected = loss(img16.detach().float(), scale16.float(), addr16.detach().float(), cap16.detach().float(), ids, coords)
+    for name, value in got.items():
+        assert value.dtype == torch.float32, name
+        torch.testing.assert_close(value, expected[name], **TIGHT)
+    sum(got.values()).backward()
+    assert img16.grad is not None and img16.grad.dtype == torch.bfloat16 and img16.grad.abs().sum() > 0

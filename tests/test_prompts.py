@@ -2,12 +2,14 @@
 
 The default backbone (EfficientNet + MiniLM) covers the HF text tower; a tiny ViT CLIP registered here (random
 init, 2 layers of width 64, 64 px images) covers open_clip's built-in text tower and MaPLe."""
+import copy
 import json
 
 import numpy as np
 import open_clip
 import pytest
 import torch
+import torch.nn.functional as F
 
 from addressclip.baselines import NotApplicable, get_baseline
 from addressclip.baselines import prompts as P
@@ -109,6 +111,72 @@ def test_vision_without_prompts_is_the_vit_tower(vit, ds):
         torch.testing.assert_close(vision.encode(images), model.encode_image(images), atol=1e-5, rtol=0)
         prompts = [torch.randn(2, 64), torch.randn(2, 64)]
         assert (vision.encode(images, prompts) - model.encode_image(images)).abs().max() > 1e-4
+
+
+def _maple_reference_forward(visual, images, prompts):
+    """MaPLe's reference image forward (VisionTransformer_MaPLe.forward + its deep-prompt residual blocks), written
+    out by hand: [CLS, patches] + positional embedding, the first prompts concatenated, ln_pre over the whole
+    sequence, sequence-first blocks whose last n_ctx tokens are replaced at layers 1..J-1, ln_post on CLS, proj."""
+    x = visual.conv1(images)
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding + torch.zeros(x.shape[0], 1, x.shape[-1]), x], dim=1)
+    x = x + visual.positional_embedding
+    x = torch.cat([x, prompts[0].expand(x.shape[0], -1, -1)], dim=1)
+    x = visual.ln_pre(x).permute(1, 0, 2)                       # LND
+    n_ctx = prompts[0].shape[0]
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    for i, block in enumerate(visual.transformer.resblocks):
+        if 0 < i < len(prompts):
+            x = torch.cat([x[: x.shape[0] - n_ctx], prompts[i].expand(x.shape[1], -1, -1).permute(1, 0, 2)], dim=0)
+        x = block(x.permute(1, 0, 2)).permute(1, 0, 2) if batch_first else block(x)
+    x = visual.ln_post(x.permute(1, 0, 2)[:, 0, :])
+    return F.normalize(x @ visual.proj, dim=-1)
+
+
+def test_maple_vision_prompts_go_in_before_ln_pre(vit, ds):
+    model, _ = vit
+    rows = ImageRows(ds.root, ds.split("test")["image"].tolist()[:2], model.preprocess_val)
+    images = torch.stack([rows[i][0] for i in range(2)])
+    visual = copy.deepcopy(model.clip.visual).eval()
+    gen = torch.Generator().manual_seed(1)
+    # A fresh LayerNorm (weight 1, bias 0) followed by the blocks' own pre-LN cannot tell where ln_pre ran on the
+    # prompt tokens (LN is invariant to a per-token positive affine map); pretrained CLIP's ln_pre is not plain.
+    with torch.no_grad():
+        visual.ln_pre.weight.copy_(1 + 0.5 * torch.randn(64, generator=gen))
+        visual.ln_pre.bias.copy_(torch.randn(64, generator=gen))
+    prompts = [torch.randn(2, 64, generator=gen) * 3, torch.randn(2, 64, generator=gen) * 3]
+    n_tokens = 1 + (64 // 16) ** 2                                # CLS + 4x4 patches
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, ln):
+            super().__init__()
+            self.ln = ln
+
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return self.ln(x)
+
+    ln_pre = visual.ln_pre
+    visual.ln_pre = Recorder(ln_pre)
+    with torch.no_grad():
+        got = P.PromptedVision(visual).encode(images, prompts)
+    # ln_pre saw [CLS, patches, prompts]; the prompt tokens entered raw (no positional embedding)
+    assert [t.shape[1] for t in seen] == [n_tokens + 2]
+    torch.testing.assert_close(seen[0][:, n_tokens:], prompts[0].expand(2, -1, -1), atol=0, rtol=0)
+    visual.ln_pre = ln_pre
+
+    with torch.no_grad():
+        reference = _maple_reference_forward(visual, images, prompts)
+        torch.testing.assert_close(got, reference, atol=1e-5, rtol=0)
+        # the old placement (ln_pre first, prompts appended after it) is a different function: the check has teeth
+        class AfterLnPre(P.PromptedVision):
+            def tokens(self, imgs, prompt=None):
+                x, n = super().tokens(imgs)
+                return torch.cat([x, prompt.expand(x.shape[0], -1, -1)], 1), n
+
+        assert (AfterLnPre(visual).encode(images, prompts) - reference).abs().max() > 1e-3
 
 
 # --- CoOp ------------------------------------------------------------------------------------------------------

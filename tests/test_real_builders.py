@@ -21,7 +21,7 @@ from pyproj import Transformer
 
 from addressclip.datasets.format import read_dataset
 from addressclip.datasets.pitts import build_pitts_ial, cell_strings
-from addressclip.datasets.rawdata import RawDataError, parse_address
+from addressclip.datasets.rawdata import RawDataError, address_format_problem, parse_address
 from addressclip.datasets.sfxl import build_sf_ial, hash_split, parse_sfxl_name, split_from_file_name
 
 
@@ -36,7 +36,8 @@ def write_jpeg(path: Path, value: int = 128) -> None:
 # panorama number -> (UTM 17N easting, northing, AddressCLIP file, canonical address)
 PITTS_PLACES = {
     "000000": (584500.0, 4477000.0, "pitts_train.json", "Forbes Avenue & Craig Street, Oakland"),
-    "000001": (584560.0, 4477010.0, "pitts_train.json", "Forbes Avenue & Craig Street, Oakland"),
+    # a second sub-street of Forbes Avenue: the build's address-format check wants fewer streets than addresses
+    "000001": (584560.0, 4477010.0, "pitts_train.json", "Forbes Avenue & Atwood Street, Oakland"),
     "000002": (585000.0, 4477500.0, "pitts_database.json", "Penn Avenue, Strip District"),
     "001000": (583800.0, 4476400.0, "pitts_queries.json", "Liberty Avenue & 10th Street"),
 }
@@ -109,6 +110,8 @@ def test_pitts_table(pitts_raw, tmp_path):
     df = ds.samples.set_index("image")
     assert len(df) == 12 and ds.card["images"] == {"train": 6, "val": 3, "test": 3}
     assert ds.card["skipped"] == {} and ds.card["skipped_total"] == 0
+    assert ds.card["warnings"] == []  # 4 addresses on 3 streets: the address-format check is satisfied
+    assert ds.card["captions"].startswith("AddressCLIP annotation files")
     assert not any("queries_real" in i for i in df.index)
 
     row = df.loc["images/000/000002_pitch2_yaw12.jpg"]
@@ -218,6 +221,7 @@ PITTS_BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", list(PITTS_BAD_CASES))
+@pytest.mark.filterwarnings("ignore:address format")  # losing a panorama can leave one address per street
 def test_pitts_bad_input_is_counted_or_raised(case, pitts_raw, tmp_path):
     mutate, expected, name, kept = PITTS_BAD_CASES[case]
     mutate(pitts_raw)
@@ -282,6 +286,67 @@ def test_parse_address(address, street, neighbourhood):
     assert parse_address(address) == (street, neighbourhood)
 
 
+def _readdress_pitts(raw: Path, addresses: dict[str, str]) -> None:
+    """Give every view of each panorama in `addresses` that address, in whichever annotation file lists it."""
+    for name in ("pitts_train.json", "pitts_database.json", "pitts_queries.json"):
+        _set_json(raw, name, lambda d: d.update(
+            {k: [v[0], v[1], addresses[k.split("/")[1][:6]]] for k, v in d.items() if k.split("/")[1][:6] in addresses}))
+
+
+# (addresses by panorama, text of the error/warning, an example it must show as "address -> parsed street")
+ADDRESS_FORMAT_CASES = {
+    "bare_street_names": (
+        {"000000": "Forbes Avenue", "000001": "Craig Street", "000002": "Penn Avenue", "001000": "Liberty Avenue"},
+        "4 distinct streets for 4 distinct addresses", "'Craig Street' -> 'Craig Street'"),
+    "one_street": (
+        {"000000": "Forbes Avenue & Craig Street, Oakland", "000001": "Forbes Avenue & Atwood Street, Oakland",
+         "000002": "Forbes Avenue & Bouquet Street, Oakland", "001000": "Forbes Avenue & Bigelow Boulevard, Oakland"},
+        "all 4 distinct addresses parse to the same street", "'Forbes Avenue & Atwood Street, Oakland' -> 'Forbes Avenue'"),
+}
+
+
+@pytest.mark.parametrize("case", list(ADDRESS_FORMAT_CASES))
+def test_pitts_address_format_is_checked(case, pitts_raw, tmp_path):
+    addresses, why, example = ADDRESS_FORMAT_CASES[case]
+    _readdress_pitts(pitts_raw, addresses)
+    with pytest.raises(RawDataError, match=why) as err:
+        build_pitts(pitts_raw, tmp_path / "strict", strict=True)
+    assert example in str(err.value) and "SA-k" in str(err.value)
+    assert not (tmp_path / "strict" / "card.json").exists()
+    with pytest.warns(UserWarning, match=why) as caught:
+        ds = read_dataset(build_pitts(pitts_raw, tmp_path / "lenient"))
+    assert [str(w.message) for w in caught if "address format" in str(w.message)] == ds.card["warnings"]
+    assert len(ds.card["warnings"]) == 1 and example in ds.card["warnings"][0]
+    assert ds.card["streets"] == (4 if case == "bare_street_names" else 1) and ds.card["addresses"] == 4
+
+
+@pytest.mark.parametrize("case", list(ADDRESS_FORMAT_CASES))
+def test_sf_address_format_is_checked(case, sf, tmp_path):
+    raw, ann = sf
+    _, why, _ = ADDRESS_FORMAT_CASES[case]
+    streets = {"bare_street_names": ["Market Street", "Mission Street", "Pine Street", "Kearny Street"],
+               "one_street": [f"Market Street & {n} Street, SoMa" for n in ("1st", "2nd", "3rd", "4th")]}[case]
+    by_pano = dict(zip(SF_PANOS, streets))
+    for f in ann.glob("sf_base_*.json"):
+        data = json.loads(f.read_text())
+        (f).write_text(json.dumps({k: [v[0], v[1], next(a for p, a in by_pano.items() if p in k)]
+                                   for k, v in data.items()}))
+    with pytest.raises(RawDataError, match=why):
+        build_sf(raw, tmp_path / "strict", annotations=ann, strict=True)
+    with pytest.warns(UserWarning, match=why):
+        card = read_dataset(build_sf(raw, tmp_path / "lenient", annotations=ann)).card
+    assert len(card["warnings"]) == 1 and why in card["warnings"][0]
+
+
+def test_address_format_needs_two_addresses():
+    one = pd.DataFrame({"address": ["Grant Street"] * 3, "street": ["Grant Street"] * 3})
+    assert address_format_problem(one) is None
+    good = pd.DataFrame({"address": ["A St & B St", "A St & C St", "D St"], "street": ["A St", "A St", "D St"]})
+    assert address_format_problem(good) is None
+    assert "same street" in address_format_problem(good.assign(street="A St"))
+    assert "SA-k would equal SSA-k" in address_format_problem(good.assign(street=good["address"]))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # SF-IAL fixture
 
@@ -289,7 +354,7 @@ TO_UTM10 = Transformer.from_crs(4326, 32610, always_xy=True)
 # pano id -> (lat, lon, folder under processed/, annotation file, key style, address)
 SF_PANOS = {
     "Pano1aaaaaaaaaaaaaaaaa": (37.7750, -122.4190, "train/37.77", "sf_base_train.json", "rel", "Market Street & 8th Street, SoMa"),
-    "Pano2bbbbbbbbbbbbbbbbb": (37.7760, -122.4175, "train/37.77", "sf_base_train.json", "rel", "Market Street & 8th Street, SoMa"),
+    "Pano2bbbbbbbbbbbbbbbbb": (37.7760, -122.4175, "train/37.77", "sf_base_train.json", "rel", "Market Street & 7th Street, SoMa"),
     "Pano3ccccccccccccccccc": (37.7800, -122.4100, "test/database", "sf_base_database.json", "name", "Mission Street, SoMa"),
     "Pano4ddddddddddddddddd": (37.7900, -122.4000, "test/queries", "sf_base_queries.json", "prefixed", "Pine Street & Kearny Street"),
 }
@@ -355,7 +420,8 @@ def test_sf_annotated_table(sf, tmp_path):
     ds = read_dataset(build_sf(raw, tmp_path / "out", annotations=ann, strict=True))
     df = ds.samples
     assert len(df) == 8 and ds.card["images"] == {"train": 4, "val": 2, "test": 2}
-    assert ds.card["skipped"] == {}
+    assert ds.card["skipped"] == {} and ds.card["warnings"] == []
+    assert ds.card["captions"].startswith("AddressCLIP annotation files")
     assert ds.card["split_mapping"]["files"] == {
         "sf_base_database.json": "val", "sf_base_queries.json": "test", "sf_base_train.json": "train"}
     assert set(df["epsg"]) == {32610}
@@ -459,9 +525,12 @@ def _fake_partition(monkeypatch, calls):
 
     def assign_addresses(points, streets):
         calls["crs"], calls["n"] = points.crs.to_epsg(), len(points)
-        # West of lon -122.414 (between panoramas 2 and 3): Market Street; panorama 4 gets no address.
+        # West of lon -122.414 (between panoramas 2 and 3): Market Street; panorama 4 gets no address; panorama
+        # 3's heading-210 crop gets a second Mission Street sub-street (so streets < addresses, as in real data).
         split_x = TO_UTM10.transform(-122.414, 37.78)[0]
-        address = np.where(points.geometry.x < split_x, "Market Street & 8th Street, SoMa", "Mission Street & 3rd Street")
+        address = np.where(points.geometry.x < split_x, "Market Street & 8th Street, SoMa",
+                           np.where(points["rel"].str.contains("@210@"), "Mission Street & 4th Street",
+                                    "Mission Street & 3rd Street"))
         address = pd.Series(address, index=points.index).mask(points["location_id"] == "Pano4ddddddddddddddddd", "")
         segments = gpd.GeoDataFrame({"address": ["Market Street & 8th Street, SoMa"], "street": ["Market Street"]},
                                     geometry=[LineString([(550000, 4180000), (550400, 4180300)])], crs="EPSG:32610")
@@ -476,9 +545,13 @@ def test_sf_osm_path_uses_partition_and_hash_split(sf, tmp_path, monkeypatch):
     raw, _ = sf
     calls: dict = {}
     _fake_partition(monkeypatch, calls)
-    out = build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
-                       osm="sf.osm.pbf", progress=False)
+    with pytest.warns(UserWarning, match="captions: none") as caught:
+        out = build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
+                           osm="sf.osm.pbf", progress=False)
     ds = read_dataset(out)
+    # no photo captioner given: no captions, and the card and a warning say so (the address format is fine)
+    assert ds.card["captions"] == "none"
+    assert ds.card["warnings"] == [str(w.message) for w in caught] and "caption loss" in ds.card["warnings"][0]
     assert calls == {"osm": "sf.osm.pbf", "crs": 32610, "n": 8}
     assert len(ds.samples) == 6 and ds.card["skipped"]["no_address"]["count"] == 2
     assert ds.samples.groupby("location_id")["split"].nunique().max() == 1
@@ -486,8 +559,48 @@ def test_sf_osm_path_uses_partition_and_hash_split(sf, tmp_path, monkeypatch):
     assert list(ds.samples["split"]) == list(expected)
     assert set(ds.samples["caption"]) == {""}
     assert ds.segments is not None and len(ds.segments) == 1
+    assert ds.card["streets"] == 2 and ds.card["addresses"] == 3
     street = ds.samples.set_index("location_id").loc["Pano3ccccccccccccccccc", "street"]
     assert set(np.atleast_1d(street)) == {"Mission Street"}
+
+
+class MeanColourCaptioner:
+    """A stand-in for a photo captioner (BLIP): describes the pixels it is given, nothing else."""
+
+    name = "mean-colour test captioner"
+
+    def __init__(self):
+        self.infos = []
+
+    def __call__(self, image, info):
+        self.infos.append(info)
+        r, g, b = (int(round(v)) for v in np.asarray(image, dtype=float).reshape(-1, 3).mean(0))
+        return f"A street view of a scene whose average colour is red {r}, green {g} and blue {b}."
+
+
+def test_sf_osm_path_captions_with_a_photo_captioner(sf, tmp_path, monkeypatch):
+    raw, _ = sf
+    _fake_partition(monkeypatch, {})
+    captioner = MeanColourCaptioner()
+    ds = read_dataset(build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
+                                   osm="sf.osm.pbf", progress=False, strict=True, captioner=captioner))
+    assert ds.card["captions"] == "mean-colour test captioner" and ds.card["warnings"] == []
+    df = ds.samples
+    assert len(df) == 6 and (df["caption"].str.len() > 0).all() and captioner.infos == [{}] * 6
+    # each caption is the captioner's output for that very image (write_jpeg colours depend on the heading)
+    for image, caption in zip(df["image"], df["caption"]):
+        assert caption == captioner(Image.open(ds.root / image).convert("RGB"), {})
+    assert df["caption"].nunique() == 2  # headings 0 and 210 -> two colours
+
+
+def test_sf_osm_path_refuses_the_template_captioner(sf, tmp_path, monkeypatch):
+    from addressclip.datasets.captions import TemplateCaptioner
+
+    raw, _ = sf
+    _fake_partition(monkeypatch, {})
+    with pytest.raises(ValueError, match="TemplateCaptioner.*metadata"):
+        build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
+                     osm="sf.osm.pbf", progress=False, captioner=TemplateCaptioner())
 
 
 def test_sf_osm_path_without_partition_module_says_so(sf, tmp_path, monkeypatch):
@@ -507,6 +620,7 @@ def test_hash_split_is_deterministic_and_proportional():
     assert set(hash_split(pd.Series(["x", "x", "y"]))[:2]) <= {"train", "val", "test"}
 
 
+@pytest.mark.filterwarnings("ignore:address format")  # one panorama per street by construction: streets == addresses
 def test_sf_osm_path_with_real_partition_on_bundled_extract(tmp_path):
     """End to end through the real load_osm + assign_addresses, with SF-XL-style names placed on Helsinki streets."""
     from addressclip.datasets.osm import load_osm
@@ -521,8 +635,10 @@ def test_sf_osm_path_with_real_partition_on_bundled_extract(tmp_path):
         for heading in SF_HEADINGS:
             name = f"@{p.x:010.2f}@{p.y:010.2f}@35@V@{lat:09.5f}@{lon:010.5f}@HelPano{i}@@{heading}@@@@201906@@.jpg"
             write_jpeg(raw / "processed/train" / name)
-    ds = read_dataset(build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
-                                   osm="helsinki", area=(24.90, 60.15, 25.00, 60.20), progress=False))
+    with pytest.warns(UserWarning, match="captions: none"):
+        ds = read_dataset(build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-large", variant="large", raw_dir=raw,
+                                       osm="helsinki", area=(24.90, 60.15, 25.00, 60.20), progress=False))
+    assert ds.card["captions"] == "none"
     df = ds.samples
     assert len(df) == 12 and set(df["epsg"]) == {city.epsg} and ds.card["skipped"] == {}
     assert set(df["street"]) <= set(city.street_names)
@@ -535,8 +651,9 @@ def test_sf_subset_bbox_selects_without_error(sf, tmp_path, monkeypatch):
     raw, _ = sf
     _fake_partition(monkeypatch, {})
     west_of_pano3 = (-122.45, 37.70, -122.414, 37.80)
-    ds = read_dataset(build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-base", variant="base", raw_dir=raw,
-                                   osm="sf.osm.pbf", subset_bbox=west_of_pano3, strict=True, progress=False))
+    with pytest.warns(UserWarning, match="captions: none"):
+        ds = read_dataset(build_sf_ial(out_dir=tmp_path / "out", name="sf-ial-base", variant="base", raw_dir=raw,
+                                       osm="sf.osm.pbf", subset_bbox=west_of_pano3, strict=True, progress=False))
     assert set(ds.samples["location_id"]) == {"Pano1aaaaaaaaaaaaaaaaa", "Pano2bbbbbbbbbbbbbbbbb"}
     assert ds.card["skipped"]["outside_subset_bbox"]["count"] == 4
     with pytest.raises(RawDataError, match="subset_bbox"):

@@ -5,9 +5,12 @@ import pytest
 import shapely
 import torch
 
+import torch.nn.functional as F
+
 from addressclip.baselines.two_stage import (CityFrame, Geocoder, LocationEncoder, distinct_ranking, reverse_geocode,
                                              run_geoclip, run_retrieval)
-from addressclip.datasets.format import IALDataset, read_dataset
+from addressclip.datasets.format import SPLITS, IALDataset, read_dataset
+from addressclip.features import FeatureBank
 
 # the hand-made banks and the seeded fixture bank are shared with the adapter tests
 from test_adapters import address_name, build_fixture_bank, cluster_bank, one_thread, permute_test_labels, synthetic_bank  # noqa: F401
@@ -94,7 +97,7 @@ def test_retrieval_on_fixture_bank(real):
     model, bank = real
     res = run_retrieval(bank, model, k=5)
     n_train, dim = len(bank.labels["train"]), bank.dim
-    assert res.chosen == {"neighbours": n_train}  # 10 * k > 36 train images: all of them
+    assert res.chosen == {"neighbours": n_train, "database": "train"}  # 10 * k > 36 train images: all of them
     assert n_train * dim * 4 + n_train * 16 <= res.storage_bytes <= n_train * dim * 4 + n_train * 16 + 4096
     assert res.query_ms > 0 and {"SSA-1", "SSA-5"} <= set(res.result.quality)
     assert all(len(set(row)) == 5 for row in topk(res))
@@ -141,3 +144,84 @@ def test_geoclip_on_fixture_bank_is_deterministic_and_blind_to_test_labels(real)
     assert a.result.predictions["scores"].tolist() == b.result.predictions["scores"].tolist()
     assert a.chosen["gallery"] > len(np.unique(bank.coords["train"].numpy(), axis=0))  # the grid was added
     assert all(len(set(row)) == 5 for row in topk(a)) and a.query_ms > 0
+
+
+# --- the retrieval database (Pitts-IAL: train + val) -------------------------------------------------------------
+PENN = "Penn Avenue, Strip District"
+
+
+@pytest.fixture(scope="module")
+def pitts_bank(tmp_path_factory):
+    """A Pitts-IAL dataset built from the real-format fixture (train: panoramas 000000/000001 on Forbes Avenue;
+    val = pitts_database.json: 000002 on Penn Avenue; test: 001000, relabelled Penn Avenue), no segments, with
+    hand-made features: each train panorama near its own axis, val near e2, test near e2 too, so every test
+    image's nearest neighbour is a val image."""
+    from test_real_builders import _readdress_pitts, build_pitts, make_pitts
+
+    tmp = tmp_path_factory.mktemp("pitts-two-stage")
+    raw = make_pitts(tmp / "raw")
+    _readdress_pitts(raw, {"001000": PENN})
+    ds = read_dataset(build_pitts(raw, tmp / "out", strict=True))
+    assert ds.card["retrieval_database"] == ["train", "val"] and ds.segments is None
+    rng = np.random.default_rng(0)
+    axis = {"000000": 0, "000001": 1, "000002": 2, "001000": 2}
+    image, labels, coords = {}, {}, {}
+    for split in SPLITS:
+        frame = ds.split(split)
+        f = np.eye(8)[[axis[p] for p in frame["location_id"]]] + 0.05 * rng.normal(size=(len(frame), 8))
+        if split == "test":
+            f += 0.3 * np.eye(8)[0]  # a little towards Forbes & Craig: train-only retrieval has a clear answer
+        image[split] = F.normalize(torch.as_tensor(f, dtype=torch.float32), dim=-1)
+        labels[split] = torch.as_tensor([ds.address_id(a) for a in frame["address"]], dtype=torch.long)
+        coords[split] = torch.as_tensor(frame[["easting", "northing"]].to_numpy(), dtype=torch.float64)
+    gallery = F.normalize(torch.as_tensor(rng.normal(size=(len(ds.addresses), 8)), dtype=torch.float32), dim=-1)
+    return FeatureBank(ds, image, gallery, labels, coords, key="pitts-two-stage")
+
+
+def test_retrieval_database_defaults_to_the_cards_and_changes_the_answer(pitts_bank):
+    bank = pitts_bank
+    test_addresses = bank.ds.split("test")["address"].tolist()
+    assert set(test_addresses) == {PENN}
+    # by hand: each test image's nearest database image, and its panorama's address
+    train, val = bank.ds.split("train"), bank.ds.split("val")
+    both = pd.concat([train, val], ignore_index=True)
+    nn_full = (bank.image["test"] @ torch.cat([bank.image["train"], bank.image["val"]]).T).argmax(1).numpy()
+    nn_train = (bank.image["test"] @ bank.image["train"].T).argmax(1).numpy()
+    assert set(both["split"][nn_full]) == {"val"}                # the nearest neighbour is a val image ...
+    expected_train = train["address"][nn_train].tolist()
+    assert PENN not in expected_train                             # ... which train alone cannot offer
+
+    full = run_retrieval(bank, k=2)                               # default: the card's ["train", "val"]
+    assert full.chosen == {"neighbours": 9, "database": "train+val"} and "database: train+val (9 images)" in full.notes
+    assert full.result.predictions["pred"].tolist() == both["address"][nn_full].tolist() == [PENN] * 3
+    assert full.result.quality["SSA-1"] == 100.0
+    # the segment-less geocoder reads the database's labels: with train labels only, Penn's location would come
+    # back as a Forbes Avenue address
+    assert "nearest labelled train+val image" in full.notes
+    assert reverse_geocode(val[["easting", "northing"]].to_numpy(), bank.ds) != [PENN] * 3
+
+    trained = run_retrieval(bank, k=2, database_splits=["train"])
+    assert trained.chosen["database"] == "train" and "database: train (6 images)" in trained.notes
+    assert trained.result.predictions["pred"].tolist() == expected_train
+    assert trained.result.quality["SSA-1"] == 0.0
+    with pytest.raises(ValueError, match="test holds the queries"):
+        run_retrieval(bank, database_splits=["train", "test"])
+
+
+def test_geoclip_database_selects_on_train_and_ranks_on_the_full_database(pitts_bank):
+    bank = pitts_bank
+    fast = {**GEOCLIP_FAST, "epochs": 3}
+    full = run_geoclip(bank, k=2, **fast)
+    trained = run_geoclip(bank, k=2, database_splits=["train"], **fast)
+    n_train_places, n_val_places = (len(np.unique(bank.coords[s].numpy(), axis=0)) for s in ("train", "val"))
+    assert full.chosen["database"] == "train+val" and full.chosen["selection_database"] == "train"
+    assert full.chosen["gallery"] == n_train_places + n_val_places and trained.chosen["gallery"] == n_train_places
+    assert "selection_database" not in trained.chosen
+    # the epoch was chosen against the train-only database in both runs: identical choice and val scores
+    assert {c: full.chosen[c] for c in ("epoch", "val_SSA-1", "val_SSA-k")} == \
+        {c: trained.chosen[c] for c in ("epoch", "val_SSA-1", "val_SSA-k")}
+    assert full.chosen["val_SSA-1"] == 0.0  # val's own locations were not in the gallery it was scored on
+    assert "epoch chosen on val against the train database" in full.notes
+    # only the full database's gallery holds Penn Avenue's location, so only it can answer it
+    assert trained.result.quality["SSA-1"] == 0.0
+    assert set(full.result.predictions["pred"]) <= set(bank.ds.addresses)

@@ -492,33 +492,39 @@ def maple_applicable(model) -> str | None:
 
 
 class PromptedVision:
-    """open_clip's ViT image tower with MaPLe's vision prompts: tokens appended after [CLS, patches] (after
-    ln_pre, in the residual stream) and replaced by fresh ones at the input of each of the first J layers; they
-    are dropped before pooling. With no prompts this is the tower's own forward."""
+    """open_clip's ViT image tower with MaPLe's vision prompts, placed as in MaPLe's reference implementation
+    (``VisionTransformer_MaPLe.forward``): the first prompt tokens are appended after [CLS, patches] once the
+    positional embedding is added (they get none) and *before* ``ln_pre``, which then normalises the whole
+    sequence [CLS, patches, prompts]; at the input of each of layers 1..J-1 the prompt tokens in the residual
+    stream are replaced by fresh ones (raw coupling outputs, no ln_pre, as in the reference); they are dropped
+    before pooling. Patch dropout (identity in eval) applies to [CLS, patches] only. With no prompts this is the
+    tower's own forward."""
 
     def __init__(self, visual: nn.Module):
         self.visual = visual
 
-    def tokens(self, images: torch.Tensor) -> torch.Tensor:
+    def tokens(self, images: torch.Tensor, prompt: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """ln_pre([CLS, patches] + positional embedding, then `prompt` tokens) and the count of non-prompt tokens."""
         v = self.visual
         x = v.conv1(images.to(v.conv1.weight.dtype))
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [B, grid*grid, width]
         cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-        return v.ln_pre(v.patch_dropout(x))
+        x = v.patch_dropout(torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype))
+        n = x.shape[1]
+        if prompt is not None:
+            x = torch.cat([x, prompt.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
+        return v.ln_pre(x), n
 
     def encode(self, images: torch.Tensor, prompts: Sequence[torch.Tensor] = (), normalize: bool = True) -> torch.Tensor:
         v = self.visual
-        x = self.tokens(images)
-        n = x.shape[1]
+        x, n = self.tokens(images, prompts[0] if len(prompts) else None)
 
-        def replace(i, h):
-            if i < len(prompts):
-                p = prompts[i].to(h.dtype).expand(h.shape[0], -1, -1)
-                h = torch.cat([h, p], 1) if i == 0 else torch.cat([h[:, :n], p], 1)
+        def replace(i, h):  # deep prompts: layers 1..J-1 (layer 0's prompts went in before ln_pre)
+            if 0 < i < len(prompts):
+                h = torch.cat([h[:, :n], prompts[i].to(h.dtype).expand(h.shape[0], -1, -1)], 1)
             return h
 
-        x = _run_blocks(v.transformer, x, None, replace if len(prompts) else None)
+        x = _run_blocks(v.transformer, x, None, replace if len(prompts) > 1 else None)
         pooled, _ = v._pool(x[:, :n])
         if v.proj is not None:
             pooled = pooled @ v.proj

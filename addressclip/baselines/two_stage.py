@@ -7,17 +7,28 @@ cosine) order, with scores placed below every located one.
 
 Reverse geocoding (`Geocoder`): the address of the nearest sub-street segment of the dataset's map
 (``ds.segments``, metric CRS). Datasets without segments (real data may lack them) fall back to the address of
-the nearest training image. Only candidate addresses (``ds.addresses``) are on the map, so every answer is
-rankable. Near junctions the nearest segment can differ from the label, which is the ambiguity the paper names;
+the nearest labelled image of the database splits (the train split by default). Only candidate addresses
+(``ds.addresses``) are on the map, so every answer is rankable. Near junctions the nearest segment can differ from the label, which is the ambiguity the paper names;
 `notes` reports how often the geocoder agrees with the train labels.
+
+Database (``database_splits``): the non-query images with known GPS that stage 1 searches (retrieval) or whose
+locations form the GPS gallery (GeoCLIP), and whose labels the segment-less geocoder reads. Default: the
+dataset card's ``retrieval_database`` (Pitts-IAL: ``["train", "val"]``, the released pitts_database.json images
+being our val split, as the paper's two-stage methods search every non-query image), else ``["train"]``. The test
+split is never in it. Only train images are ever *trained* on. When val is in the database, val cannot fairly
+select hyperparameters against that database (each val image would find itself): selection on val uses the
+database without val (train only), and the test split is then ranked against the full database. The result's
+``chosen["database"]`` and ``notes`` say which database was used.
 
 Both are deterministic for a seed on CPU (exact faiss search; seeded torch).
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,11 +40,32 @@ from .adapters import BestOnVal, NO_VAL_NOTE, finish, has_val, in_chunks, nbytes
 
 
 # --- reverse geocoding --------------------------------------------------------------------------------------------
+DATABASE_SPLITS = ("train", "val")
+
+
+def database_splits_of(ds: IALDataset, database_splits: Sequence[str] | None = None) -> list[str]:
+    """The splits forming the retrieval database: `database_splits`, else the card's ``retrieval_database``,
+    else ``["train"]``; in train, val order, validated (test holds the queries and is never in it)."""
+    chosen = database_splits if database_splits is not None else ds.card.get("retrieval_database", ["train"])
+    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    bad = [s for s in chosen if s not in DATABASE_SPLITS]
+    if bad or not chosen:
+        raise ValueError(f"database splits must be a non-empty subset of {list(DATABASE_SPLITS)} (test holds the "
+                         f"queries), got {chosen}")
+    return [s for s in DATABASE_SPLITS if s in chosen]
+
+
+def selection_database(database: Sequence[str]) -> list[str]:
+    """The database used while choosing on val: without val (each val image would retrieve itself)."""
+    return [s for s in database if s != "val"] or ["train"]
+
+
 class Geocoder:
     """Points (easting, northing) in the dataset's metric CRS -> address ids into ``ds.addresses``. A point
-    equidistant from several segments (a junction) gets one of them, by the tree's order."""
+    equidistant from several segments (a junction) gets one of them, by the tree's order. Without segments, the
+    address of the nearest labelled image of `splits` (default train)."""
 
-    def __init__(self, ds: IALDataset):
+    def __init__(self, ds: IALDataset, splits: Sequence[str] = ("train",)):
         self.addresses = ds.addresses
         ids = {a: i for i, a in enumerate(self.addresses)}
         segments = ds.segments
@@ -49,13 +81,15 @@ class Geocoder:
         else:
             from scipy.spatial import cKDTree
 
-            train = ds.split("train")
-            if not len(train):
-                raise ValueError("reverse geocoding needs segments or training images")
-            self.source = "nearest training image (no segments)"
-            xy = train[["easting", "northing"]].to_numpy(float)
+            splits = list(splits)
+            labelled = pd.concat([ds.split(s) for s in splits], ignore_index=True)
+            if not len(labelled):
+                raise ValueError(f"reverse geocoding needs segments or labelled images in {splits}")
+            self.source = ("nearest training image (no segments)" if splits == ["train"]
+                           else f"nearest labelled {'+'.join(splits)} image (no segments)")
+            xy = labelled[["easting", "northing"]].to_numpy(float)
             self._tree = cKDTree(xy)
-            self._ids = np.array([ids[a] for a in train["address"]])
+            self._ids = np.array([ids[a] for a in labelled["address"]])
             self.map_bytes = int(xy.nbytes + self._ids.nbytes)
 
     def __call__(self, points_xy) -> np.ndarray:
@@ -73,10 +107,10 @@ class Geocoder:
         return out
 
 
-def reverse_geocode(points_xy, ds: IALDataset) -> list[str]:
+def reverse_geocode(points_xy, ds: IALDataset, splits: Sequence[str] = ("train",)) -> list[str]:
     """Address of each point: the nearest sub-street segment's in ``ds.segments``; without segments, the
-    nearest training image's address. Build a `Geocoder` once instead when geocoding repeatedly."""
-    geocoder = Geocoder(ds)
+    address of the nearest labelled image of `splits`. Build a `Geocoder` once instead when geocoding repeatedly."""
+    geocoder = Geocoder(ds, splits)
     return [geocoder.addresses[i] for i in geocoder(points_xy)]
 
 
@@ -114,23 +148,29 @@ def distinct_ranking(addr: np.ndarray, score: np.ndarray, feats: torch.Tensor, g
 
 
 # --- visual place recognition by retrieval ------------------------------------------------------------------------
-def run_retrieval(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, neighbours: int | None = None) -> BaselineResult:
+def run_retrieval(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, neighbours: int | None = None,
+                  database_splits: Sequence[str] | None = None) -> BaselineResult:
     """Visual place recognition by nearest-neighbour retrieval (the SALAD/AnyLoc setting of the paper's
     two-stage comparison, here on the backbone's own features): exact inner-product search (faiss IndexFlatIP
-    on the L2-normalised train features) for `neighbours` (default 10*k) train images, then reverse geocoding
-    of their locations, done at query time (so timed). Nothing is tuned, so val is unused.
+    on the L2-normalised features of the database images) for `neighbours` (default 10*k) images, then reverse
+    geocoding of their locations, done at query time (so timed).
 
-    storage = the index (train features) + the train coordinates; the map the geocoder needs is not counted
+    database_splits: the images searched (module docstring): default the card's ``retrieval_database``, else
+    train. Nothing is tuned, so val is not used for selection; should a setting ever be chosen on val while val
+    is in the database, choose it against `selection_database` (train) and rank test against the full database.
+
+    storage = the index (database features) + the database coordinates; the map the geocoder needs is not counted
     (notes give its size). query_ms = search + reverse geocoding + de-duplication."""
     import faiss
 
-    keys = np.ascontiguousarray(bank.image["train"].numpy(), dtype=np.float32)
+    database = database_splits_of(bank.ds, database_splits)
+    keys = np.ascontiguousarray(torch.cat([bank.image[s] for s in database]).numpy(), dtype=np.float32)
     if not len(keys):
-        raise ValueError("retrieval needs training images")
+        raise ValueError(f"retrieval needs database images; {'+'.join(database)} is empty")
     index = faiss.IndexFlatIP(bank.dim)
     index.add(keys)
-    coords = bank.coords["train"].numpy()
-    geocoder = Geocoder(bank.ds)
+    coords = torch.cat([bank.coords[s] for s in database]).numpy()
+    geocoder = Geocoder(bank.ds, database)
     gallery = bank.gallery
     m = min(neighbours or 10 * k, index.ntotal)
 
@@ -141,9 +181,10 @@ def run_retrieval(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, neig
 
     rank = in_chunks(rank)
     storage = int(faiss.serialize_index(index).nbytes) + coords.nbytes
-    notes = (f"reverse geocoding: {geocoder.source}, agreeing with {geocoder_agreement(geocoder, bank):.1f}% of the "
+    notes = (f"database: {'+'.join(database)} ({index.ntotal} images); "
+             f"reverse geocoding: {geocoder.source}, agreeing with {geocoder_agreement(geocoder, bank):.1f}% of the "
              f"train labels; map not counted in storage: {geocoder.map_bytes} bytes")
-    return finish("two-stage-retrieval", bank, rank, k, {"neighbours": m}, storage, notes)
+    return finish("two-stage-retrieval", bank, rank, k, {"neighbours": m, "database": "+".join(database)}, storage, notes)
 
 
 # --- GeoCLIP-style image-to-GPS model -----------------------------------------------------------------------------
@@ -211,29 +252,38 @@ def gps_gallery(train_xy: np.ndarray, grid_step_m: float | None) -> np.ndarray:
 def run_geoclip(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, sigmas=(1.0, 16.0, 256.0),
                 epochs: int = 10, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
                 frequencies: int = 128, hidden: int = 256, grid_step_m: float | None = None,
-                locations: int | None = None) -> BaselineResult:
+                locations: int | None = None, database_splits: Sequence[str] | None = None) -> BaselineResult:
     """GeoCLIP-style two-stage baseline: an image head on the frozen features and a multi-scale Fourier location
     encoder (coordinates normalised to the city's extent) trained with InfoNCE between train images and their
     locations, learnable temperature. Images of one place share a location, so the negatives of a batch are its
     *distinct* other locations (no false negatives); GeoCLIP's GPS queue and coordinate noise are left out.
 
-    At test the GPS gallery (distinct train locations, plus a grid if `grid_step_m`) is encoded once; an image's
-    top `locations` (default 10*k) gallery points are reverse-geocoded, their distinct addresses forming the
-    ranking. The epoch is chosen on val (SSA-1 of that whole pipeline).
+    At test the GPS gallery (the distinct locations of the database splits, plus a grid over their extent if
+    `grid_step_m`) is encoded once; an image's top `locations` (default 10*k) gallery points are reverse-geocoded,
+    their distinct addresses forming the ranking. The encoder trains on train images only, whatever the database.
+    The epoch is chosen on val (SSA-1 of that whole pipeline) against the gallery and geocoder of the database
+    *without* val (`selection_database`: val's own locations would otherwise be in the gallery it is scored on);
+    the test split is then ranked against the full database's gallery, encoded by the chosen epoch's encoder.
 
     storage = the gallery coordinates + their encoded features + the image head (the location encoder is not
     needed once the gallery is encoded)."""
     train_xy = bank.coords["train"].numpy()
     if not len(train_xy):
         raise ValueError("GeoCLIP needs training images")
+    database = database_splits_of(bank.ds, database_splits)
+    select_db = selection_database(database)
     frame = CityFrame(train_xy)
     places, place_of = np.unique(train_xy, axis=0, return_inverse=True)
     places_t, place_of = frame(places), torch.as_tensor(place_of.reshape(-1), dtype=torch.long)
     x = bank.image["train"].clone()  # clone: inference-mode features cannot be saved for backward
-    gallery_xy = gps_gallery(train_xy, grid_step_m)
-    gallery_t = frame(gallery_xy)
-    geocoder, text_gallery = Geocoder(bank.ds), bank.gallery
-    m = min(locations or 10 * k, len(gallery_xy))
+
+    def db_gallery(splits):
+        xy = np.concatenate([bank.coords[s].numpy() for s in splits])
+        return gps_gallery(xy if len(xy) else train_xy, grid_step_m)
+
+    select_xy, gallery_xy = db_gallery(select_db), db_gallery(database)
+    select_t, gallery_t = frame(select_xy), frame(gallery_xy)
+    select_geocoder, geocoder, text_gallery = Geocoder(bank.ds, select_db), Geocoder(bank.ds, database), bank.gallery
 
     torch.manual_seed(seed)
     head = GeoCLIPHead(bank.dim)
@@ -244,11 +294,13 @@ def run_geoclip(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, sigmas
         logits = head.scale * head(x[idx]) @ encoder(places_t[batch_places]).T
         return F.cross_entropy(logits, target)
 
-    def ranker(loc_feats: torch.Tensor, img_head: GeoCLIPHead):
+    def ranker(loc_feats: torch.Tensor, img_head: GeoCLIPHead, xy: np.ndarray, geo: Geocoder):
+        m = min(locations or 10 * k, len(xy))
+
         @torch.no_grad()
         def rank(feats: torch.Tensor, kk: int):
             sims, idx = (img_head(feats) @ loc_feats.T).topk(m, dim=1)
-            addr = geocoder(gallery_xy[idx.numpy().ravel()]).reshape(idx.shape)
+            addr = geo(xy[idx.numpy().ravel()]).reshape(idx.shape)
             return distinct_ranking(addr, sims.numpy(), feats, text_gallery, kk)
         return in_chunks(rank, rows_per_chunk(len(loc_feats)))
 
@@ -256,8 +308,9 @@ def run_geoclip(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, sigmas
 
     def after_epoch(epoch):  # (no dropout or batch-norm here: train and eval modes agree)
         with torch.no_grad():
-            loc_feats = encoder(gallery_t)
-        best.offer(val_key(ranker(loc_feats, head), bank, k), {"epoch": epoch}, (head.state_dict(), loc_feats))
+            loc_feats = encoder(select_t)
+        best.offer(val_key(ranker(loc_feats, head, select_xy, select_geocoder), bank, k), {"epoch": epoch},
+                   (head.state_dict(), encoder.state_dict()))
 
     decay = [p for n, p in head.named_parameters() if n != "log_scale"] + list(encoder.parameters())
     params = [{"params": decay}, {"params": [head.log_scale], "weight_decay": 0.0}]  # no decay on the temperature
@@ -265,12 +318,22 @@ def run_geoclip(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, sigmas
                  after_epoch if has_val(bank) else (lambda epoch: None))
     if not has_val(bank):  # nothing to select on: the last epoch
         after_epoch(epochs)
-    head_state, loc_feats = best.state
+    head_state, encoder_state = best.state
     head.load_state_dict(head_state)
+    encoder.load_state_dict(encoder_state)
+    with torch.no_grad():
+        loc_feats = encoder(gallery_t)
     storage = gallery_xy.nbytes + nbytes(loc_feats, *head.parameters())
-    notes = [f"reverse geocoding: {geocoder.source}, agreeing with {geocoder_agreement(geocoder, bank):.1f}% of the "
+    notes = [f"database: {'+'.join(database)} ({len(gallery_xy)} gallery locations)"
+             + (f"; epoch chosen on val against the {'+'.join(select_db)} database ({len(select_xy)} locations)"
+                if select_db != database else ""),
+             f"reverse geocoding: {geocoder.source}, agreeing with {geocoder_agreement(geocoder, bank):.1f}% of the "
              f"train labels; map not counted in storage: {geocoder.map_bytes} bytes"]
     if not has_val(bank):
         notes.append(NO_VAL_NOTE + " (last epoch)")
-    return finish("two-stage-geoclip", bank, ranker(loc_feats, head), k,
-                  {**best.summary(), "gallery": len(gallery_xy), "locations": m}, storage, "; ".join(notes))
+    chosen = {**best.summary(), "gallery": len(gallery_xy), "locations": min(locations or 10 * k, len(gallery_xy)),
+              "database": "+".join(database)}
+    if select_db != database:
+        chosen["selection_database"] = "+".join(select_db)
+    return finish("two-stage-geoclip", bank, ranker(loc_feats, head, gallery_xy, geocoder), k, chosen, storage,
+                  "; ".join(notes))

@@ -17,6 +17,9 @@ Raw inputs, in their released formats, under ``raw_dir`` (default ``<data>/raw/p
 
 Splits, as released: pitts_train.json -> train, pitts_database.json -> val, pitts_queries.json -> test.
 These are AddressCLIP's location-disjoint re-split of the database images, not NetVLAD's train/val/test.
+The card's ``retrieval_database`` is ``["train", "val"]``: the two-stage baselines (``baselines/two_stage.py``)
+search every non-query image with known GPS, as the paper's two-stage comparison does (selection on val then
+uses the train part only).
 
 Columns derived here:
 
@@ -125,6 +128,9 @@ def build_pitts_ial(
             "neighbourhood": "canonical address after the last ', ' ('' if none)",
         },
         "inputs": {"mat_files": mat_info, "annotation_files": [str(p) for p, _ in annotation_files]},
+        "captions": "AddressCLIP annotation files (first element of each entry)",
+        # the two-stage baselines' database: every non-query image with known GPS (pitts_database.json is val)
+        "retrieval_database": ["train", "val"],
     }
     return finish_build(
         samples, out=Path(out_dir), card=card, image_root=raw, log=log, area=area,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -148,6 +149,43 @@ def add_street_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(street=parsed.str[0], neighbourhood=parsed.str[1])
 
 
+def address_format_problem(samples: pd.DataFrame, max_examples: int = 5) -> str | None:
+    """Why the table's streets make SA (street accuracy) meaningless, with examples; None when they look right.
+
+    SA compares the main streets of the predicted and the true address, so the street column must group the
+    addresses: more than one distinct street, and fewer distinct streets than distinct addresses. Violations mean
+    the canonical addresses do not have the expected "Main Street & Cross Street, Neighbourhood" form (every
+    address a bare street name: SA == SSA; every address on one street: SA == 100%). Checked only when there are
+    at least 2 distinct addresses. `samples` needs ``address`` and ``street`` (the latter from `parse_address`
+    for annotation-based builds, from the partition for SF-IAL's OSM path).
+    """
+    pairs = samples[["address", "street"]].drop_duplicates("address").sort_values("address")
+    n_addresses, n_streets = len(pairs), pairs["street"].nunique()
+    if n_addresses < 2:
+        return None
+    if n_streets <= 1:
+        why = f"all {n_addresses} distinct addresses parse to the same street, so SA-k would be 100%"
+    elif n_streets >= n_addresses:
+        why = (f"{n_streets} distinct streets for {n_addresses} distinct addresses (each street has a single "
+               "address, e.g. bare street names), so SA-k would equal SSA-k")
+    else:
+        return None
+    examples = "; ".join(f"{a!r} -> {s!r}" for a, s in pairs.head(max_examples).itertuples(index=False))
+    return (f"address format: {why}. Examples (address -> parsed street): {examples}. The street is the address up "
+            "to the first ' & ' or ','; expected addresses such as 'Forbes Avenue & Craig Street, Oakland'.")
+
+
+def check_address_format(samples: pd.DataFrame, log: SkipLog, card_warnings: list[str]) -> None:
+    """Raise `RawDataError` (strict) or warn and append to `card_warnings` when `address_format_problem` finds one."""
+    problem = address_format_problem(samples)
+    if problem is None:
+        return
+    if log.strict:
+        raise RawDataError(problem + " Build with strict=False to build anyway (the card then records this warning).")
+    warnings.warn(problem, UserWarning, stacklevel=3)
+    card_warnings.append(problem)
+
+
 def utm_to_lonlat(easting, northing, epsg: int) -> tuple[np.ndarray, np.ndarray]:
     from pyproj import Transformer
 
@@ -224,10 +262,15 @@ def finish_build(
     verify_images: str,
     progress: bool,
     segments=None,
+    captioner=None,
 ) -> Path:
-    """Common tail: area check, image check, location-disjointness, images, table and card.
+    """Common tail: area check, image check, location-disjointness, address-format check, optional captioning,
+    images, table and card.
 
-    `samples` holds ``rel`` (path under `image_root`) and every sample column except ``image``.
+    `samples` holds ``rel`` (path under `image_root`) and every sample column except ``image``. The address-format
+    check (`address_format_problem`) raises in strict mode, else warns and lists the problem in the card's
+    ``warnings`` (also holding any ``warnings`` the caller's `card` brought). With a `captioner`, every kept image
+    is captioned (`caption_samples`), replacing the ``caption`` column.
     """
     far = outside(samples, area)
     log.add("outside_area", samples.loc[far, "rel"])
@@ -237,6 +280,10 @@ def finish_build(
     samples = enforce_location_disjoint(samples[~samples["rel"].isin(bad)], log)
     if samples.empty:
         raise RawDataError(f"no usable images under {image_root}; skipped per reason: {dict(log.counts)}")
+    card_warnings = list(card.get("warnings", []))
+    check_address_format(samples, log, card_warnings)
+    if captioner is not None:
+        samples = caption_samples(samples, image_root, captioner, progress)
     storage = place_images(out, image_root, list(samples["rel"]), link_images, progress)
     samples = samples.assign(image="images/" + samples["rel"]).drop(columns="rel")
     card = {
@@ -245,5 +292,21 @@ def finish_build(
         "build": {"strict": log.strict, "verify_images": verify_images, "area_lonlat_bbox": list(area)},
         "skipped": log.as_card(),
         "skipped_total": int(sum(log.counts.values())),
+        "warnings": card_warnings,
     }
     return write_dataset(out, samples.sort_values("image").reset_index(drop=True), card, segments=segments)
+
+
+def caption_samples(samples: pd.DataFrame, image_root: Path, captioner, progress: bool) -> pd.DataFrame:
+    """Fill the ``caption`` column by calling ``captioner(PIL image, {})`` on each image (real photos carry no
+    rendered-scene ``info``)."""
+    from PIL import Image
+
+    captions = []
+    for rel in tqdm(list(samples["rel"]), desc="captioning images", disable=not progress):
+        with Image.open(image_root / rel) as im:
+            captions.append(str(captioner(im.convert("RGB"), {})).strip())
+    empty = [rel for rel, c in zip(samples["rel"], captions) if not c]
+    if empty:
+        raise RawDataError(f"the captioner returned an empty caption for {len(empty)} image(s), e.g. {empty[0]}")
+    return samples.assign(caption=captions)

@@ -30,6 +30,13 @@ Raw inputs:
     segments are written to ``segments.gpkg``. Splits are then drawn per panorama from a hash of the pano id
     (``split_fractions``), so they are location-disjoint and reproducible. SF-IAL-Base's 6 km2 extent is not
     published: with ``variant="base"`` this path needs ``subset_bbox`` (lon_min, lat_min, lon_max, lat_max).
+    Captions: this path has no released captions. Pass ``captioner=`` (any `addressclip.datasets.captions.Captioner`
+    that reads the photo, e.g. the BLIP example in that module) to caption every kept image; the card's
+    ``captions`` names it. Without one the captions stay empty, the card says ``"captions": "none"`` and a
+    warning (also in the card's ``warnings``) says that the caption loss then only repeats the address loss
+    (train with caption weight 0). The project's `TemplateCaptioner` is refused here: it describes a rendered
+    scene from the renderer's metadata and, given a real photo and no metadata, can only emit one of three
+    generic sentences (one of them "a wide street with no buildings in view"), which would be wrong captions.
 
 ``location_id`` = pano id (all crops of a panorama share it); ``heading`` / ``pitch`` from fields 9 / 10
 (NaN when empty). ``street`` / ``neighbourhood`` come from the partition (OSM path) or are parsed from the
@@ -41,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,6 +56,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .captions import Captioner, TemplateCaptioner
 from .rawdata import (
     ANNOTATION_COLUMNS,
     RawDataError,
@@ -89,9 +98,12 @@ def build_sf_ial(
     area: tuple[float, float, float, float] = SF_AREA,
     subset_bbox: tuple[float, float, float, float] | None = None,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    captioner: Captioner | None = None,
     **_: Any,
 ) -> Path:
-    """Build SF-IAL-`variant` into `out_dir` (module docstring); returns the dataset folder."""
+    """Build SF-IAL-`variant` into `out_dir` (module docstring); returns the dataset folder.
+
+    `captioner` is used on the OSM path only (the annotation files carry AddressCLIP's captions)."""
     from .registry import raw_dir as default_raw_dir
 
     if variant not in VARIANTS:
@@ -107,6 +119,8 @@ def build_sf_ial(
         raise ValueError("SF-IAL-Base's 6 km2 extent is not published: without annotations pass "
                          "subset_bbox=(lon_min, lat_min, lon_max, lat_max)")
 
+    if captioner is not None and annotations is None:
+        check_photo_captioner(captioner)
     log = SkipLog(strict, root=image_root)
     found = list_images(image_root, progress)
     card: dict[str, Any] = {
@@ -131,14 +145,47 @@ def build_sf_ial(
         card["split_mapping"] = {
             "files": files, "rule": "train/val/test in the file name, else database->val, queries->test"
         }
+        card["captions"] = "AddressCLIP annotation files (first element of each entry)"
+        captioner = None
     else:
         samples, segments = osm_samples(found, osm, log, subset_bbox, split_fractions)
         card["inputs"] = {"osm": str(osm), "subset_bbox": list(subset_bbox) if subset_bbox else None}
         card["split_mapping"] = {"rule": "sha256(pano id) -> train/val/test", "fractions": list(split_fractions)}
+        if captioner is not None:
+            card["captions"] = describe_captioner(captioner)
+        else:
+            card["captions"] = "none"
+            warnings.warn(NO_CAPTIONS_WARNING, UserWarning, stacklevel=2)
+            card["warnings"] = [NO_CAPTIONS_WARNING]
     return finish_build(
         samples, out=Path(out_dir), card=card, image_root=image_root, log=log, area=area,
         link_images=link_images, verify_images=verify_images, progress=progress, segments=segments,
+        captioner=captioner,
     )
+
+
+NO_CAPTIONS_WARNING = (
+    "captions: none. The OSM path has no released captions and no photo captioner was given, so every caption is "
+    "empty and the caption text reduces to ' Address: <address>.': the caption loss would only repeat the address "
+    "loss. Train with caption weight 0, or rebuild with captioner=<a Captioner that reads photos, e.g. BLIP>."
+)
+
+
+def describe_captioner(captioner: Captioner) -> str:
+    """What the card records about a captioner: its ``name`` attribute if any, else its class name."""
+    return str(getattr(captioner, "name", None) or type(captioner).__name__)
+
+
+def check_photo_captioner(captioner: Captioner) -> None:
+    """Refuse captioners that need rendered-scene metadata (`TemplateCaptioner`): a real photo has none."""
+    if isinstance(captioner, TemplateCaptioner):
+        raise ValueError(
+            "TemplateCaptioner writes captions from a renderer's scene metadata; SF-XL photos have none, so it "
+            "would caption every image with one of three generic (and often false) sentences. Pass a captioner "
+            "that reads the photo (see addressclip.datasets.captions), or none (the card then says captions: none)."
+        )
+    if not callable(captioner):
+        raise TypeError(f"captioner must be callable as captioner(image, info) -> str, not {type(captioner).__name__}")
 
 
 def locate_image_root(raw: Path) -> Path:
