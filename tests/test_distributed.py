@@ -1,20 +1,67 @@
+"""2 gloo processes on halves of a global batch against 1 process on all of it (tests/dist_check.py).
+
+Equal wherever nothing stochastic runs: eval mode, and train mode of a model without dropout (the built-in
+open_clip CLIP architecture, the paper's; a small one here). With dropout active (the offline MiniLM text tower
+trained in train mode: p = 0.1), the masks depend on the process layout, so the losses differ; the same model
+with every dropout probability set to 0 is equal again, so dropout is the only cause.
+"""
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 import dist_check
 
+MINILM_TRAIN = {"train_image": "last:1", "train_text": "all", "mode": "train"}
+CONFIGS = [
+    dist_check.EVAL_LAST1,
+    # OpenAI CLIP's architecture family (no dropout layers), every layer trained, train mode
+    {"name": "clip-arch-train", "backbone": "ViT-S-32-alt", "image_size": 64, "train_image": "all",
+     "train_text": "all", "mode": "train"},
+    {"name": "minilm-dropout", **MINILM_TRAIN},
+    {"name": "minilm-no-dropout", **MINILM_TRAIN, "no_dropout": True},
+]
 
-def test_two_processes_equal_one_process_on_the_global_batch(tiny_dataset, tmp_path):
-    """Features, address ids and coordinates gathered across 2 gloo processes give the single-process loss
-    and, after gradient averaging, the single-process gradients."""
-    dist_check.step(0, 1, str(tiny_dataset), str(tmp_path))
-    mp.spawn(dist_check.step, args=(2, str(tiny_dataset), str(tmp_path), str(tmp_path / "init")), nprocs=2, join=True)
-    one = torch.load(tmp_path / "1-0.pt")
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    dist_check.step(0, 1, str(tiny_dataset), str(out), configs=CONFIGS)
+    # one spawn for every configuration: process start-up dominates on CPU
+    mp.spawn(dist_check.step, args=(2, str(tiny_dataset), str(out), str(out / "init"), CONFIGS), nprocs=2, join=True)
+    return {c["name"]: dist_check.compare(str(out), c["name"]) for c in CONFIGS}, out
+
+
+def _assert_equal(out, name):
+    one = torch.load(out / f"{name}-1-0.pt")
     for rank in (0, 1):
-        two = torch.load(tmp_path / f"2-{rank}.pt")
+        two = torch.load(out / f"{name}-2-{rank}.pt")
         assert set(two["losses"]) == {"address_loss", "caption_loss", "geo_loss"}
         for k, v in one["losses"].items():
-            assert torch.allclose(two["losses"][k], v, atol=1e-5), k
+            assert torch.allclose(two["losses"][k], v, atol=1e-5), (name, k, float(two["losses"][k]), float(v))
         assert len(two["grads"]) == len(one["grads"])
         for g2, g1 in zip(two["grads"], one["grads"]):
-            assert torch.allclose(g2, g1, atol=1e-5, rtol=1e-4)
+            assert torch.allclose(g2, g1, atol=1e-5, rtol=1e-4), name
+
+
+def test_two_processes_equal_one_process_on_the_global_batch(runs):
+    """Features, address ids and coordinates gathered across 2 gloo processes give the single-process loss
+    and, after gradient averaging, the single-process gradients (eval mode, last block of each tower trained)."""
+    _assert_equal(runs[1], "eval-last1")
+
+
+def test_equal_in_train_mode_without_dropout_clip_architecture(runs):
+    """The paper's path: open_clip's CLIP (ViT image tower, built-in text transformer) has no dropout, so a
+    train-mode step with every layer trained is exact."""
+    result, out = runs
+    assert result["clip-arch-train"]["active_dropout"] == 0
+    _assert_equal(out, "clip-arch-train")
+
+
+def test_dropout_is_the_only_cause_of_a_difference(runs):
+    """MiniLM text tower trained in train mode: dropout (p = 0.1) is active and the losses differ between
+    layouts; with dropout probability 0 the same model is equal again."""
+    result, out = runs
+    on, off = result["minilm-dropout"], result["minilm-no-dropout"]
+    assert on["active_dropout"] > 0 and off["active_dropout"] == 0
+    assert on["loss_abs"] > 1e-3, on  # masks differ with the layout: not equal
+    _assert_equal(out, "minilm-no-dropout")
