@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
+from .errors import NotApplicable
 
 METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m")
 
@@ -45,10 +46,11 @@ EXPERIMENTS: dict[str, list[Variant]] = {
     "caption_text": [Variant("caption+address", {}), Variant("caption alone", {"caption_text": "caption"})],
     "labels": [Variant("sub-street partition", {}), Variant("whole street", {}, labels="street")]
     + [Variant(f"partition, merge {m:g} m", {}, junction_merge_m=m) for m in (15.0, 60.0)],
-    "towers": [Variant("image only", {"train_text": "none"}), Variant("text only", {"train_image": "none", "train_text": "last:2"}),
-               Variant("both", {"train_text": "last:2"})],
+    # which towers train; "both" is the main model's own setting (every layer of both in the paper profile)
+    "towers": [Variant("image only", {"train_text": "none"}), Variant("text only", {"train_image": "none"}),
+               Variant("both", {})],
     "coverage": [Variant(f"{f:.1%} of locations", {"fraction_locations": f}) for f in (0.125, 0.25, 0.5, 1.0)],
-    "multi_city": [Variant("single city", {}), Variant("joint with the alignment city", {"extra_datasets": "@align"})],
+    "multi_city": [Variant("single city", {}), Variant("joint with a second city", {"extra_datasets": "@second_city"})],
     # the loss table's two ends with the image trunk frozen (projections only): do the auxiliary losses need an
     # image tower that can change? (the geography loss acts on image-image similarity)
     "losses_frozen_image": [Variant("address, image trunk frozen", {"w_caption": 0.0, "w_geography": 0.0, "train_image": "proj"}),
@@ -83,23 +85,27 @@ PAPER_LOSSES = pd.DataFrame(
 )
 
 
-def variant_config(base: TrainConfig, variant: Variant, seed: int, align_dataset: str | None = None) -> TrainConfig:
+def variant_config(base: TrainConfig, variant: Variant, seed: int, second_city: str | None = None,
+                   osm: str | None = None) -> TrainConfig:
+    """The training configuration of one variant and seed; raises NotApplicable (with what would make it run)
+    where the setting lacks what the variant needs."""
     changes = dict(variant.changes)
-    if changes.get("extra_datasets") == "@align":
-        if not align_dataset:
-            raise ValueError("the multi-city variant needs an alignment (second) city")
-        changes["extra_datasets"] = [align_dataset]
+    if changes.get("extra_datasets") == "@second_city":
+        if not second_city:
+            raise NotApplicable("joint training needs a second city's dataset (pass second_city=<dataset>)")
+        changes["extra_datasets"] = [second_city]
     dataset = base.dataset
     if variant.labels != "partition" or variant.junction_merge_m is not None:
         from .datasets.variants import label_variant
 
-        dataset = str(label_variant(base.dataset, variant.labels, variant.junction_merge_m))
+        dataset = str(label_variant(base.dataset, variant.labels, variant.junction_merge_m, osm=osm))
     return base.replace(seed=seed, dataset=dataset, run_name=None, **changes)
 
 
-def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int], align_dataset: str | None = None,
-                    log=print) -> pd.DataFrame:
-    """Train (or reuse) every variant x seed; one row per run with its metrics."""
+def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int], second_city: str | None = None,
+                    osm: str | None = None, log=print) -> pd.DataFrame:
+    """Train (or reuse) every variant x seed; one row per run with its metrics, or with `notes` saying why the
+    variant cannot run in this setting."""
     from .train import run_dir_of, train
 
     unknown = [e for e in experiments if e not in EXPERIMENTS]
@@ -109,7 +115,12 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
     for experiment in experiments:
         for variant in EXPERIMENTS[experiment]:
             for seed in seeds:
-                cfg = variant_config(base, variant, seed, align_dataset)
+                try:
+                    cfg = variant_config(base, variant, seed, second_city, osm)
+                except NotApplicable as exc:
+                    rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": None,
+                                 **{m: np.nan for m in METRICS}, "notes": f"not applicable: {exc}"})
+                    continue
                 folder = run_dir_of(cfg)
                 if folder.name not in seen and not (folder / "metrics.json").exists():
                     start = time.perf_counter()
@@ -118,7 +129,7 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                 seen.add(folder.name)
                 metrics = json.loads((folder / "metrics.json").read_text())
                 rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": folder.name,
-                             **{m: metrics.get(m, np.nan) for m in METRICS}})
+                             **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": ""})
     return pd.DataFrame(rows)
 
 
@@ -128,17 +139,67 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
     g = runs.groupby(list(by), sort=False)[list(metrics)]
     std = g.std(ddof=1).fillna(0.0).add_suffix(" std")
     table = g.mean().join(std).join(g.size().rename("seeds"))
+    if "notes" in runs:  # why a variant did not run (the same for each of its seeds)
+        notes = runs.assign(notes=runs["notes"].fillna("").astype(str)).groupby(list(by), sort=False)["notes"]
+        table = table.join(notes.agg(lambda n: "; ".join(dict.fromkeys(x for x in n if x))))
     table["_order"] = [order[k] for k in table.index]
     return table.sort_values("_order").drop(columns="_order")
 
 
 def formatted(summary: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
-    """'mean ± std' strings for display."""
+    """'mean ± std' strings for display; a variant that did not run shows its reason instead."""
     out = pd.DataFrame(index=summary.index)
     for m in metrics:
-        out[m] = [f"{a:.2f} ± {b:.2f}" for a, b in zip(summary[m], summary[f"{m} std"])]
+        out[m] = [f"{a:.2f} ± {b:.2f}" if np.isfinite(a) else "—" for a, b in zip(summary[m], summary[f"{m} std"])]
     out["seeds"] = summary["seeds"]
+    if "notes" in summary:
+        out["notes"] = summary["notes"]
     return out
+
+
+METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
+PROMPT_METHODS = ("coop", "cocoop", "maple")
+
+
+def compare_methods(baseline_runs: pd.DataFrame, runs: pd.DataFrame, cost: dict[str, Any]
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The comparison table: every baseline and the loss table's two ends (address loss only, AddressCLIP), one
+    row per method and seed (`table`) and summarised over seeds (`comparison`). Methods that did not run keep a
+    row with their reason in `notes`."""
+    columns = ["variant", "seed", *METHOD_METRICS, "notes"]
+    parts = []
+    if len(baseline_runs):
+        parts.append(baseline_runs.assign(variant=baseline_runs["method"]).reindex(columns=columns))
+    mine = runs[(runs["experiment"] == "losses") & runs["variant"].isin(["address", "address+caption+geography"])]
+    if len(mine):
+        mine = mine.assign(variant=mine["variant"].map({"address": "address loss only", "address+caption+geography": "AddressCLIP"}),
+                           storage_bytes=cost.get("storage_bytes"), query_ms=cost.get("query_ms"))
+        parts.append(mine.reindex(columns=columns))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    table["notes"] = table["notes"].fillna("")
+    comparison = summarise(table.assign(experiment="methods"), metrics=METHOD_METRICS).loc["methods"]
+    return table, comparison.sort_values("SSA-1", ascending=False)
+
+
+def method_checks(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims checked on `compare_methods` output: AddressCLIP ahead of address-only fine-tuning, and
+    both ahead of each prompt-learning baseline that ran."""
+    ran = [m for m in comparison.index if np.isfinite(comparison.loc[m, "SSA-1"])]
+    checks = []
+    if {"AddressCLIP", "address loss only"} <= set(ran):
+        checks.append(margin(comparison, "AddressCLIP", "address loss only"))
+        for prompt in (m for m in PROMPT_METHODS if m in ran):
+            checks.append(margin(comparison, "address loss only", prompt))
+            checks.append(margin(comparison, "AddressCLIP", prompt))
+    return pd.DataFrame(checks, columns=["better", "worse", "difference", "spread", "seeds", "outside_spread"])
+
+
+def starting_model(base: TrainConfig, device: str = "cpu"):
+    """The model every variant and baseline starts from: the alignment run's weights (offline backbone), or the
+    `pretrained` file itself (a CLIP backbone: zero-shot CLIP is then a real baseline)."""
+    from .train import build_model, load_model
+
+    return load_model(base.init_checkpoint, device=device) if base.init_checkpoint else build_model(base, device)
 
 
 def margin(summary: pd.DataFrame, better, worse, metric: str = "SSA-1") -> dict[str, Any]:
@@ -196,7 +257,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
     import hashlib
 
-    from .baselines import NotApplicable, get_baseline, seed_free
+    from .baselines import get_baseline, seed_free
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,9 @@ from .freezing import parse_mode
 from .losses import GEO_FORMS
 
 CAPTION_TEXTS = ("caption+address", "caption")
+# What training reads. "train+val" also trains on the val split: for Pitts-IAL that is the released database
+# (pitts_database.json), which the paper's 234K train/val count includes; validation is then not held out.
+TRAIN_SPLITS = ("train", "train+val")
 # Fields that control how a run is executed, not what it computes: they do not enter the run's identity.
 RUN_CONTROL = ("run_name", "runs_dir", "resume", "progress", "num_workers", "stop_after_epochs", "device", "overwrite",
                "cache_frozen_image", "cache_max_gb")
@@ -26,6 +29,7 @@ class TrainConfig:
     pretrained: str | None = None          # open_clip backbones: path of a local weights file
     init_checkpoint: str | None = None     # run folder or model.pt to start from (e.g. the alignment run)
     image_size: int | None = None
+    image_resize_mode: str = "shortest"    # non-square photos: shortest (centre crop) | longest (pad) | squash
     train_image: str = "all"               # all | none | proj | last:N
     train_text: str = "all"
     # optimisation (paper: Adam 0.9/0.98, cosine 2.4e-5 -> 2.4e-8, batch 256, 100 epochs)
@@ -46,6 +50,7 @@ class TrainConfig:
     label_aware: bool = False
     caption_text: str = "caption+address"  # what the caption loss's texts hold
     # data
+    train_splits: str = "train"            # "train", or "train+val" (Pitts-IAL: train + the released database)
     augment: bool = False                  # open_clip's random resized crop (rendered views already vary per capture)
     fraction_locations: float = 1.0        # share of training locations used (coverage ablation)
     extra_datasets: list[str] = field(default_factory=list)  # joint multi-city training
@@ -97,7 +102,7 @@ class TrainConfig:
         return {"address": self.w_address, "caption": self.w_caption, "geography": self.w_geography}
 
     def validate(self) -> None:
-        from .model import OFFLINE_BACKBONES, backbone_names
+        from .model import OFFLINE_BACKBONES, RESIZE_MODES, backbone_names
 
         for name in [self.dataset, *self.extra_datasets]:
             if name not in DATASETS and not Path(name).exists():
@@ -109,6 +114,10 @@ class TrainConfig:
             )
         parse_mode(self.train_image)
         parse_mode(self.train_text)
+        if self.image_resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unknown image_resize_mode {self.image_resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
+        if self.train_splits not in TRAIN_SPLITS:
+            raise ValueError(f"unknown train_splits {self.train_splits!r}; valid: {', '.join(TRAIN_SPLITS)}")
         if self.geo_form not in GEO_FORMS:
             raise ValueError(f"unknown geo_form {self.geo_form!r}; valid: {', '.join(GEO_FORMS)}")
         if self.caption_text not in CAPTION_TEXTS:

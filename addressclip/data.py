@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from .datasets.format import IALDataset
@@ -22,27 +22,58 @@ class CorruptImageError(RuntimeError):
     """An image file could not be decoded."""
 
 
-def load_image(path: Path) -> Image.Image:
+# The one image decoder: training, evaluation, prediction and the figures all read images through `open_image`.
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB: EXIF orientation applied, transparency over white, 16-bit and float
+    greyscale rescaled to 0..255 (Pillow's own conversion would clip them)."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        im = Image.fromarray(a.astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def open_image(item: "str | Path | Image.Image", size_hint: int | None = None) -> Image.Image:
+    """Decode one input to RGB. `size_hint` lets JPEG decode at a reduced scale (still >= the model's input
+    size), which makes large photos several times cheaper to read."""
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    with Image.open(item) as im:
+        if size_hint and im.format == "JPEG":
+            im.draft("RGB", (size_hint, size_hint))
+        im.load()
+        return to_rgb(im)
+
+
+def load_image(path: Path, size_hint: int | None = None) -> Image.Image:
+    """`open_image` for a file, with a `CorruptImageError` that names it."""
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return open_image(path, size_hint)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise CorruptImageError(f"cannot read image {path}: {exc}") from exc
 
 
 class ImageRows(Dataset):
-    """Image files as (transformed image, row index); paths are absolute or relative to `root`."""
+    """Image files as (transformed image, row index); paths are absolute or relative to `root`. `size_hint` (the
+    model's input size) lets large JPEGs decode at a reduced scale that is still at least that size."""
 
-    def __init__(self, root: Path | None, images: list[str], transform):
+    def __init__(self, root: Path | None, images: list[str], transform, size_hint: int | None = None):
         root = Path(root) if root is not None else None
         self.paths = [root / p if root is not None else Path(p) for p in images]
         self.transform = transform
+        self.size_hint = size_hint
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.transform(load_image(self.paths[i])), i
+        return self.transform(load_image(self.paths[i], self.size_hint)), i
 
 
 @dataclass
@@ -66,7 +97,7 @@ class SplitTable:
         fraction_locations: float = 1.0,
         seed: int = 0,
     ) -> "SplitTable":
-        frame = ds.split(split)
+        frame = pd.concat([ds.split(s) for s in split.split("+")], ignore_index=True)  # e.g. "train+val"
         if fraction_locations < 1.0:
             frame = subsample_locations(frame, fraction_locations, seed)
         if frame.empty:
@@ -96,8 +127,8 @@ class SplitTable:
             torch.cat([t.coords for t in tables]),
         )
 
-    def rows(self, transform) -> ImageRows:
-        return ImageRows(None, self.paths, transform)
+    def rows(self, transform, size_hint: int | None = None) -> ImageRows:
+        return ImageRows(None, self.paths, transform, size_hint)
 
 
 def subsample_locations(frame: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

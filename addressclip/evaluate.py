@@ -24,7 +24,8 @@ class EvalResult:
     @property
     def quality(self) -> dict[str, float]:
         """The accuracy and distance figures, without bookkeeping (counts, timings)."""
-        skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s", "frozen_layers_cached"}
+        skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s", "frozen_layers_cached",
+                "distance_to"}
         return {k: v for k, v in self.metrics.items() if k not in skip}
 
 
@@ -87,7 +88,7 @@ def evaluate(
     if prefix is not None:
         feats = encode_prefix(model, prefix)
     else:
-        feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val), batch_size, num_workers, progress)
+        feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size), batch_size, num_workers, progress)
     scores, top = topk_scores(feats, gallery.to(feats.device), k)
     elapsed = time.perf_counter() - start
     model.train(was_training)
@@ -108,12 +109,9 @@ def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.
     metrics = ranking_metrics(top, truth, streets, ks=tuple(x for x in (1, 5) if x <= top.shape[1]))
     pred_addr = [[candidates[j] for j in row] for row in top]
     top1 = [p[0] for p in pred_addr]
-    if ds.segments is not None:
-        dist = distance_to_prediction(frame["easting"], frame["northing"], top1, ds.segments)
-        metrics.update(distance_metrics(dist))
-    else:
-        dist = np.full(len(frame), np.nan)
-    metrics.update({"split": split, "images": int(len(frame)), "candidates": len(candidates), **(extra or {})})
+    dist = distance_to_prediction(frame["easting"], frame["northing"], top1, ds.address_shapes)
+    metrics.update(distance_metrics(dist))
+    metrics.update({"split": split, "distance_to": ds.distance_basis, "images": int(len(frame)), "candidates": len(candidates), **(extra or {})})
     predictions = pd.DataFrame(
         {
             "image": frame["image"], "address": frame["address"], "street": frame["street"],

@@ -65,7 +65,7 @@ def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, add
         if prefix is not None:
             image[split] = encode_prefix(model, prefix).cpu()
         else:
-            rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val)
+            rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
             image[split] = encode_images(model, rows, num_workers=num_workers, progress=progress).cpu()
     gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses]).cpu()
     model.train(was_training)

@@ -31,11 +31,11 @@ def ranking_metrics(topk: np.ndarray, truth: np.ndarray, candidate_streets: np.n
     return out
 
 
-def distance_to_prediction(easting, northing, predicted: list[str], segments) -> np.ndarray:
-    """Metres from each location to its predicted sub-street's geometry (NaN where the address has none)."""
+def distance_to_prediction(easting, northing, predicted: list[str], geoms) -> np.ndarray:
+    """Metres from each location to its predicted address's geometry (`geoms`: GeoSeries indexed by address,
+    e.g. `IALDataset.address_shapes`; NaN where the address has none)."""
     import shapely
 
-    geoms = segments.dissolve(by="address")["geometry"]
     lookup = [geoms.get(a) for a in predicted]
     points = shapely.points(np.asarray(easting, float), np.asarray(northing, float))
     out = np.full(len(lookup), np.nan)

@@ -22,10 +22,10 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import ADDRESS_TEMPLATE
+from .data import ADDRESS_TEMPLATE, open_image
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +85,6 @@ def list_images(inputs: Iterable[ImageInput]) -> list[ImageInput]:
         else:
             out.append(path)  # missing files are reported when read
     return out
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow image as 8-bit RGB: EXIF orientation applied, transparency over white, 16-bit and float
-    greyscale rescaled to 0..255 (Pillow's own conversion would clip them)."""
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        im = Image.fromarray(a.astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def open_image(item: ImageInput, size_hint: int | None = None) -> Image.Image:
-    """Decode one input to RGB. `size_hint` lets JPEG decode at a reduced scale (still >= the model's input
-    size), which makes large photos several times cheaper to read."""
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    with Image.open(item) as im:
-        if size_hint and im.format == "JPEG":
-            im.draft("RGB", (size_hint, size_hint))
-        im.load()
-        return to_rgb(im)
 
 
 def _label(item: ImageInput, i: int) -> str:
@@ -282,7 +254,8 @@ class AddressLocator:
             texts = dataset_candidates(config["dataset"])
         else:
             raise ValueError(f"{model_pt} does not say which dataset it was trained on; pass candidates or dataset")
-        model = create_model(device=resolve_device(device), **state["spec"])
+        model = create_model(device=resolve_device(device), **{**state["spec"], "pretrained": None})  # weights: below
+        model.spec.pretrained = state["spec"].get("pretrained")
         model.clip.load_state_dict(state.pop("model"))
         locator = cls(model, checkpoint=model_pt, **kwargs)
         locator.train_config = config

@@ -35,7 +35,7 @@ def prefix_features(model, paths: list[str], transform, *, cache_dir: str | Path
     blocks = model.frozen_image_blocks()
     if blocks is None or not paths:
         return None
-    rows = ImageRows(None, paths, transform)
+    rows = ImageRows(None, paths, transform, model.image_size)
     first = model.encode_image_prefix(rows[0][0][None].to(model.device))
     if first.numel() * first.element_size() * len(rows) / 1e9 > max_gb:
         return None

@@ -46,16 +46,22 @@ def seed_everything(seed: int) -> None:
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu", **spec_overrides) -> AddressCLIP:
-    """Rebuild a model from a run folder or a model.pt (spec + weights)."""
+    """Rebuild a model from a run folder or a model.pt (spec + weights). The `pretrained` file it started from
+    is recorded but not read again: the checkpoint holds every weight."""
     state = runs.load_checkpoint(checkpoint)
     spec = {**state["spec"], **spec_overrides}
-    model = create_model(device=device, **spec)
+    model = create_model(device=device, **{**spec, "pretrained": None})
+    model.spec.pretrained = spec.get("pretrained")
     model.clip.load_state_dict(state["model"])
     return model
 
 
 def build_model(cfg: TrainConfig, device: str) -> AddressCLIP:
-    model = create_model(cfg.backbone, cfg.pretrained, cfg.image_size, cfg.train_image, cfg.train_text, device=device)
+    """The model a run starts from: the `pretrained` file (or the offline backbone's packaged weights), or
+    `init_checkpoint` when given (e.g. the alignment run)."""
+    model = create_model(cfg.backbone, None if cfg.init_checkpoint else cfg.pretrained, cfg.image_size,
+                         cfg.train_image, cfg.train_text, cfg.image_resize_mode, device=device)
+    model.spec.pretrained = cfg.pretrained
     if cfg.init_checkpoint:
         state = runs.load_checkpoint(cfg.init_checkpoint)
         if state["spec"]["backbone"] != cfg.backbone:
@@ -178,7 +184,7 @@ def train(cfg: TrainConfig) -> Path:
     ds = load_dataset(cfg.dataset)
     model = build_model(cfg, device)
     caption_template = CAPTION_TEMPLATE if cfg.caption_text == "caption+address" else CAPTION_ONLY_TEMPLATE
-    tables = [SplitTable.from_dataset(ds, "train", caption_template=caption_template,
+    tables = [SplitTable.from_dataset(ds, cfg.train_splits, caption_template=caption_template,
                                       fraction_locations=cfg.fraction_locations, seed=cfg.seed)]
     tables += [SplitTable.from_dataset(load_dataset(name), "train", caption_template=caption_template) for name in cfg.extra_datasets]
     table = SplitTable.concat(tables)
@@ -215,7 +221,7 @@ def train(cfg: TrainConfig) -> Path:
     sampler = DistributedSampler(range(len(table.paths)), num_replicas=info.world_size, rank=info.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
     transform = model.preprocess_train if cfg.augment else model.preprocess_val
-    rows = table.rows(transform)
+    rows = table.rows(transform, None if cfg.augment else model.image_size)  # random crops need full resolution
     use_cache = cfg.cache_frozen_image and not cfg.augment
     features_dir = run_dir.parent.parent / "features"
 
@@ -295,6 +301,17 @@ def train(cfg: TrainConfig) -> Path:
     if info.enabled:
         torch.distributed.barrier()
     return run_dir
+
+
+def aligned_start(cfg: TrainConfig, align_dataset: str | None, align_epochs: int | None) -> TrainConfig:
+    """`cfg` starting from alignment pre-training (run or reused) where its backbone needs one: only the offline
+    backbone, whose towers were never trained together; CLIP weights are aligned already."""
+    from .model import OFFLINE_BACKBONES
+
+    if cfg.backbone not in OFFLINE_BACKBONES or not align_dataset or not align_epochs:
+        return cfg
+    align_run = train(alignment_config(cfg, align_dataset, align_epochs))
+    return cfg.replace(init_checkpoint=str(align_run / "model.pt"))
 
 
 def alignment_config(cfg: TrainConfig, dataset: str, epochs: int, **changes) -> TrainConfig:

@@ -62,10 +62,9 @@ def short_address(address: str, street: str | None = None) -> str:
 
 
 def address_geometries(ds) -> gpd.GeoSeries:
-    """One (multi)line per address, in the dataset's CRS."""
-    if ds.segments is None:
-        raise ValueError(f"dataset {ds.name!r} has no segments.gpkg: maps need the sub-street geometries")
-    return ds.segments.dissolve(by="address")["geometry"]
+    """One geometry per address, in the dataset's CRS: its sub-street segments, or (real data without street
+    geometry) the points where its images were taken (`IALDataset.address_shapes`)."""
+    return ds.address_shapes
 
 
 # -------------------------------------------------------------------------------------------- base layers
@@ -101,13 +100,14 @@ def _map_axes(ds, layers: dict | None, title: str, figsize=(9, 8)):
         layers["buildings"].plot(ax=ax, color="#d9d9d9", edgecolor="#bdbdbd", linewidth=0.3, zorder=1)
     if "roads" in layers and len(layers["roads"]):
         layers["roads"].plot(ax=ax, color="#969696", linewidth=0.6, zorder=2)
-    xmin, ymin, xmax, ymax = ds.segments.total_bounds
+    shapes = ds.address_shapes
+    xmin, ymin, xmax, ymax = shapes.total_bounds
     pad = 0.05 * max(xmax - xmin, ymax - ymin, 50.0)
     ax.set_xlim(xmin - pad, xmax + pad)
     ax.set_ylim(ymin - pad, ymax + pad)
     ax.set_aspect("equal")
     ax.set_title(title)
-    ax.set_xlabel(f"easting (m, {ds.segments.crs.to_string()})")
+    ax.set_xlabel(f"easting (m, {shapes.crs.to_string()})")
     ax.set_ylabel("northing (m)")
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.tick_params(labelsize=7)
@@ -385,7 +385,7 @@ def _cam_from(acts: torch.Tensor, grads: torch.Tensor) -> np.ndarray:
 def saliency_map(model, image: Image.Image | str | Path, text: str) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM of the image-text cosine similarity: (map in [0, 1] at the model's input size, the model's
     input image as RGB in [0, 1], to overlay it on)."""
-    from .predict import open_image
+    from .data import open_image
 
     pil = image if isinstance(image, Image.Image) else open_image(image)
     x = model.preprocess_val(pil.convert("RGB")).unsqueeze(0).to(model.device)

@@ -6,6 +6,7 @@ from addressclip import ablations, profiles
 from addressclip.config import TrainConfig
 from addressclip.datasets.format import read_dataset
 from addressclip.datasets.variants import label_variant, variant_name
+from addressclip.errors import NotApplicable
 
 
 def _runs():
@@ -66,11 +67,46 @@ def test_variant_configs(tiny_dataset):
     same = ablations.variant_config(base, ablations.EXPERIMENTS["geo_form"][0], seed=1)
     assert same.digest() == losses["address+caption+geography"].digest()
     multi = ablations.EXPERIMENTS["multi_city"][1]
-    assert ablations.variant_config(base, multi, 0, align_dataset="kotka-synth-tiny").extra_datasets == ["kotka-synth-tiny"]
-    with pytest.raises(ValueError, match="second"):
+    assert ablations.variant_config(base, multi, 0, second_city="kotka-synth-tiny").extra_datasets == ["kotka-synth-tiny"]
+    with pytest.raises(NotApplicable, match="second city.*pass second_city"):
         ablations.variant_config(base, multi, 0)
+    # "both" towers is the main model itself (the same run), whatever the profile trains
+    both = ablations.variant_config(base, ablations.EXPERIMENTS["towers"][2], seed=1)
+    assert both.digest() == losses["address+caption+geography"].digest()
+    # a dataset that records no OSM city cannot be re-partitioned without an extract: a reason, not a crash
+    merge = next(v for v in ablations.EXPERIMENTS["labels"] if v.junction_merge_m)
+    with pytest.raises(NotApplicable, match="OSM extract.*pass osm="):
+        ablations.variant_config(base, merge, 0)
     with pytest.raises(ValueError, match="unknown experiments"):
         ablations.run_experiments(base, ["loss"], [0])
+
+
+def test_partition_of_a_real_city_redone_from_an_osm_extract(tiny_dataset, tmp_path):
+    """A dataset whose card names no OSM city (as real data) is re-partitioned from the extract passed as `osm`.
+    The fixture's locations are moved onto real central-Helsinki streets (points along the extract's named streets,
+    as a camera on the road would be), and the bundled Helsinki extract is that city's map."""
+    from addressclip.datasets.format import write_dataset
+    from addressclip.datasets.osm import load_osm
+
+    city = load_osm("helsinki")
+    base = read_dataset(tiny_dataset)
+    streets = city.streets.to_crs(epsg=int(base.samples["epsg"].iloc[0]))
+    streets = streets[streets.length > 150].reset_index(drop=True)
+    locations = sorted(base.samples["location_id"].unique())
+    points = {loc: streets.geometry[i % len(streets)].interpolate(0.2 + 0.6 * (i % 7) / 7, normalized=True)
+              for i, loc in enumerate(locations)}
+    samples = base.samples.assign(easting=[points[l].x for l in base.samples["location_id"]],
+                                  northing=[points[l].y for l in base.samples["location_id"]])
+    real = write_dataset(tmp_path / "real", samples, {"name": "real", "synthetic": False}, None)
+    out = label_variant(str(real), "partition", 30.0, out_dir=tmp_path / "v", osm="helsinki")
+    ds = read_dataset(out)
+    assert ds.card["osm"] == "helsinki" and ds.card["junction_merge_m"] == 30.0
+    assert len(ds.samples) + ds.card["images_without_address"] == len(base.samples) and len(ds.samples) > 0
+    # addresses now come from the real streets of the extract, not from the fixture's made-up labels
+    assert set(ds.samples["street"]) <= set(city.street_names)
+    assert ds.samples["address"].nunique() > 1 and ds.segments is not None
+    with pytest.raises(NotApplicable, match="pass osm="):
+        label_variant(str(real), "partition", 15.0, out_dir=tmp_path / "w")
 
 
 def test_street_label_variant(tiny_dataset, tmp_path):

@@ -38,7 +38,7 @@ def test_distances_to_predicted_segment():
         {"address": ["A", "B"], "street": ["x", "y"]},
         geometry=[LineString([(0, 0), (100, 0)]), LineString([(0, 100), (100, 100)])], crs="EPSG:32635",
     )
-    d = distance_to_prediction([50, 50, 50], [10, 10, 0], ["A", "B", "missing"], seg)
+    d = distance_to_prediction([50, 50, 50], [10, 10, 0], ["A", "B", "missing"], seg.set_index("address").geometry)
     assert d[0] == pytest.approx(10) and d[1] == pytest.approx(90) and np.isnan(d[2])
     m = distance_metrics(d)
     assert m["median_m"] == pytest.approx(50)

@@ -10,8 +10,9 @@ from PIL import Image
 from addressclip.cli import main
 from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
+from addressclip.data import to_rgb
 from addressclip.predict import (AddressLocator, UnreadableImageWarning, chunked_topk, gallery_key, read_candidates,
-                                 to_long, to_records, to_rgb)
+                                 to_long, to_records)
 from addressclip.runs import save_checkpoint
 
 

@@ -51,9 +51,9 @@ def pitts_rel(place: str, pitch: int, yaw: int) -> str:
     return f"{place[:3]}/{place}_pitch{pitch}_yaw{yaw}.jpg"
 
 
-def write_db_struct(path: Path, which: str, places: dict[str, tuple[float, float]]) -> None:
-    fns = [pitts_rel(p, pitch, yaw) for p in places for pitch, yaw in PITTS_VIEWS]
-    utm = np.array([[places[p][i] for p in places for _ in PITTS_VIEWS] for i in (0, 1)])
+def write_db_struct(path: Path, which: str, places: dict[str, tuple[float, float]], views=PITTS_VIEWS) -> None:
+    fns = [pitts_rel(p, pitch, yaw) for p in places for pitch, yaw in views]
+    utm = np.array([[places[p][i] for p in places for _ in views] for i in (0, 1)])
     cell = np.empty((len(fns), 1), dtype=object)
     cell[:, 0] = fns
     q_cell = np.empty((1, 1), dtype=object)

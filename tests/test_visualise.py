@@ -52,7 +52,7 @@ def pred(ds):
                      "northing": r["northing"], "pred": guess, "pred_street": ds.address_to_street[guess],
                      "topk": topk[:5], "scores": list(np.linspace(0.9, 0.5, 5))})
     out = pd.DataFrame(rows)
-    out["distance_m"] = distance_to_prediction(out["easting"], out["northing"], out["pred"], ds.segments)
+    out["distance_m"] = distance_to_prediction(out["easting"], out["northing"], out["pred"], ds.address_shapes)
     return out
 
 

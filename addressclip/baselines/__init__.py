@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import NotApplicable  # noqa: F401  (re-exported: baselines raise it)
 from ..evaluate import EvalResult
 
 
@@ -56,7 +57,3 @@ def get_baseline(name: str) -> Callable[..., BaselineResult]:
         raise ValueError(f"unknown baseline {name!r}; valid: {', '.join(BASELINES)}")
     module, func = BASELINES[name].split(":")
     return getattr(importlib.import_module(module), func)
-
-
-class NotApplicable(RuntimeError):
-    """The baseline does not apply to this backbone (e.g. MaPLe needs a transformer image tower)."""

@@ -586,7 +586,7 @@ def run_maple(bank, model=None, seed: int = 0, k: int = 5, n_ctx: int = 2, depth
     frames = {s: ds.split(s) for s in ("train", "val", "test")}
     if not len(frames["train"]) or not len(frames["test"]):
         raise ValueError("MaPLe needs train and test images; a split is empty")
-    rows = {s: ImageRows(ds.root, f["image"].tolist(), model.preprocess_val) for s, f in frames.items()}
+    rows = {s: ImageRows(ds.root, f["image"].tolist(), model.preprocess_val, model.image_size) for s, f in frames.items()}
     labels = {s: torch.as_tensor([ds.address_id(a) for a in f["address"]], dtype=torch.long) for s, f in frames.items()}
     val_rows = Subset(rows["val"], _limit(len(rows["val"]), max_val, seed).tolist())
     val_y = labels["val"][val_rows.indices]

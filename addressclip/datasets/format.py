@@ -179,6 +179,24 @@ class IALDataset:
     def address_to_street(self) -> dict[str, str]:
         return dict(self.samples.drop_duplicates("address").set_index("address")["street"])
 
+    @property
+    def address_shapes(self):
+        """One geometry per address (GeoSeries indexed by address, metric CRS): its sub-street segments, or for
+        datasets without segments (real data comes without street geometry) the points where its images were
+        taken. Distances "to the predicted sub-street" and the maps use these."""
+        import geopandas as gpd
+
+        if self.segments is not None:
+            return self.segments.dissolve(by="address")["geometry"]
+        locs = self.samples.drop_duplicates(["address", "location_id"])
+        points = gpd.GeoDataFrame(locs[["address"]], geometry=gpd.points_from_xy(locs["easting"], locs["northing"]),
+                                  crs=f"EPSG:{int(locs['epsg'].iloc[0])}")
+        return points.dissolve(by="address")["geometry"]
+
+    @property
+    def distance_basis(self) -> str:
+        return "sub-street segments" if self.segments is not None else "image locations of the predicted address"
+
     def address_id(self, address: str) -> int:
         if self._address_ids is None:
             self._address_ids = {a: i for i, a in enumerate(self.addresses)}

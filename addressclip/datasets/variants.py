@@ -43,13 +43,16 @@ def _street_labels(ds: IALDataset) -> tuple[pd.DataFrame, gpd.GeoDataFrame | Non
     return samples, segments
 
 
-def _repartition(ds: IALDataset, junction_merge_m: float) -> tuple[pd.DataFrame, gpd.GeoDataFrame, int]:
+def _repartition(ds: IALDataset, junction_merge_m: float, osm: str | Path | None = None
+                 ) -> tuple[pd.DataFrame, gpd.GeoDataFrame, int]:
+    from ..errors import NotApplicable
     from .osm import load_osm
     from .partition import assign_addresses
 
-    city = ds.card.get("build_parameters", {}).get("city")
+    city = osm or ds.card.get("build_parameters", {}).get("city")
     if not city:
-        raise ValueError(f"dataset {ds.name!r} records no OSM city, so its partition cannot be redone")
+        raise NotApplicable(f"redoing the address partition needs an OSM extract of {ds.name!r}'s city "
+                            f"(pass osm=<.osm.pbf/.osm/.osm.bz2 file>)")
     epsg = int(ds.samples["epsg"].iloc[0])
     locs = ds.samples.drop_duplicates("location_id")
     points = gpd.GeoDataFrame(locs[["location_id"]].reset_index(drop=True),
@@ -63,8 +66,9 @@ def _repartition(ds: IALDataset, junction_merge_m: float) -> tuple[pd.DataFrame,
 
 
 def label_variant(base: str, labels: str = "partition", junction_merge_m: float | None = None,
-                  out_dir: str | Path | None = None) -> Path:
-    """Build (once) and return the folder of a label variant of dataset `base`."""
+                  out_dir: str | Path | None = None, osm: str | Path | None = None) -> Path:
+    """Build (once) and return the folder of a label variant of dataset `base`. Redoing the partition reads the
+    OSM city the dataset was rendered from, or `osm` (an extract of a real dataset's city)."""
     name = variant_name(Path(base).name if Path(base).exists() else base, labels, junction_merge_m)
     out = Path(out_dir) if out_dir else data_root() / name
     if (out / "card.json").exists():
@@ -73,11 +77,11 @@ def label_variant(base: str, labels: str = "partition", junction_merge_m: float 
     if labels == "street":
         samples, segments, missing = (*_street_labels(ds), 0)
     else:
-        samples, segments, missing = _repartition(ds, junction_merge_m)
+        samples, segments, missing = _repartition(ds, junction_merge_m, osm)
     _link_images(ds.root, out)
     card = {"name": name, "description": f"{ds.name} with {labels} labels"
             + (f" (junction merge {junction_merge_m:g} m)" if labels == "partition" else ""),
             "synthetic": ds.card.get("synthetic", False), "derived_from": ds.name, "labels": labels,
             "junction_merge_m": junction_merge_m, "images_without_address": missing,
-            "build_parameters": ds.card.get("build_parameters", {})}
+            "build_parameters": ds.card.get("build_parameters", {}), "osm": str(osm) if osm else None}
     return write_dataset(out, samples, card, segments)
