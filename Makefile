@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PAPERMILL := $(VENV)/bin/papermill --log-level WARNING
+# headless executions: no progress-bar text in executed notebooks and reports (addressclip/progress.py)
+export ADDRESSCLIP_PROGRESS ?= 0
 EXECUTED := outputs/executed
 REPORTS := outputs/reports
 # torch/torchvision pinned to the releases that install from this kind of machine's disk (CPU use; CUDA build)
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: env test demo reports clean-outputs
+.PHONY: env test demo reports kernel lab clean-outputs
 
 env: $(VENV)/.installed
 
@@ -36,6 +38,15 @@ demo: env
 
 reports: env
 	$(VENV)/bin/jupyter nbconvert --to html --no-input --output-dir $(REPORTS) $(EXECUTED)/*.ipynb
+	$(PY) -m addressclip.report --reports $(REPORTS)
+
+# A Jupyter kernel named "addressclip" for a JupyterLab installed outside .venv (the notebooks' own kernelspec
+# stays "python3", which papermill and nbval resolve inside .venv).
+kernel: env
+	$(PY) -m ipykernel install --user --name addressclip --display-name "Python (addressclip .venv)"
+
+lab: env
+	ADDRESSCLIP_PROGRESS=1 $(VENV)/bin/jupyter lab notebooks/
 
 clean-outputs:
 	rm -rf $(EXECUTED) $(REPORTS)

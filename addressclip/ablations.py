@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .comparisons import compare, decode_hits, encode_hits, hits_from_predictions
 from .config import TrainConfig
 from .errors import NotApplicable
 
@@ -128,8 +129,11 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                     log(f"{experiment} / {variant.label} / seed {seed}: {folder.name} ({time.perf_counter() - start:.0f} s)")
                 seen.add(folder.name)
                 metrics = json.loads((folder / "metrics.json").read_text())
+                predictions = folder / "predictions.parquet"
+                hits = (encode_hits(hits_from_predictions(pd.read_parquet(predictions, columns=["address", "pred"])))
+                        if predictions.exists() else None)
                 rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": folder.name,
-                             **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": ""})
+                             **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": "", "test_hits": hits})
     return pd.DataFrame(rows)
 
 
@@ -158,40 +162,55 @@ def formatted(summary: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
 
 
 METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
+BASELINE_RESULTS_VERSION = 2  # 2: results carry per-image test hits for paired comparisons
+COMPARISON_COLUMNS = ["A", "B", "difference", "ci_low", "ci_high", "seeds", "images", "verdict"]
 PROMPT_METHODS = ("coop", "cocoop", "maple")
 
 
 def compare_methods(baseline_runs: pd.DataFrame, runs: pd.DataFrame, cost: dict[str, Any]
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The comparison table: every baseline and the loss table's two ends (address loss only, AddressCLIP), one
-    row per method and seed (`table`) and summarised over seeds (`comparison`). Methods that did not run keep a
-    row with their reason in `notes`."""
-    columns = ["variant", "seed", *METHOD_METRICS, "notes"]
+    row per method and seed that ran (`table`; a deterministic baseline ran once) and summarised over seeds
+    (`comparison`, with a `deterministic` flag). Methods that did not run keep a row with their reason in `notes`."""
+    columns = ["variant", "seed", *METHOD_METRICS, "notes", "test_hits", "deterministic"]
     parts = []
     if len(baseline_runs):
-        parts.append(baseline_runs.assign(variant=baseline_runs["method"]).reindex(columns=columns))
+        once = baseline_runs.get("reused_from_seed", pd.Series(np.nan, index=baseline_runs.index)).notna()
+        ran = baseline_runs[~once]
+        deterministic = ran["method"].isin(baseline_runs.loc[once, "method"])
+        parts.append(ran.assign(variant=ran["method"], deterministic=deterministic).reindex(columns=columns))
     mine = runs[(runs["experiment"] == "losses") & runs["variant"].isin(["address", "address+caption+geography"])]
     if len(mine):
         mine = mine.assign(variant=mine["variant"].map({"address": "address loss only", "address+caption+geography": "AddressCLIP"}),
-                           storage_bytes=cost.get("storage_bytes"), query_ms=cost.get("query_ms"))
+                           storage_bytes=cost.get("storage_bytes"), query_ms=cost.get("query_ms"), deterministic=False)
         parts.append(mine.reindex(columns=columns))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     table["notes"] = table["notes"].fillna("")
+    table["deterministic"] = table["deterministic"].fillna(False).astype(bool)
     comparison = summarise(table.assign(experiment="methods"), metrics=METHOD_METRICS).loc["methods"]
+    comparison["deterministic"] = table.groupby("variant", sort=False)["deterministic"].any()
     return table, comparison.sort_values("SSA-1", ascending=False)
 
 
-def method_checks(comparison: pd.DataFrame) -> pd.DataFrame:
-    """The paper's claims checked on `compare_methods` output: AddressCLIP ahead of address-only fine-tuning, and
-    both ahead of each prompt-learning baseline that ran."""
-    ran = [m for m in comparison.index if np.isfinite(comparison.loc[m, "SSA-1"])]
-    checks = []
-    if {"AddressCLIP", "address loss only"} <= set(ran):
-        checks.append(margin(comparison, "AddressCLIP", "address loss only"))
+def hits_of(rows: pd.DataFrame) -> np.ndarray | None:
+    """[seeds, images] top-1 hits of one method's rows (seed order), or None when any row lacks them."""
+    rows = rows.sort_values("seed")
+    if not len(rows) or "test_hits" not in rows or rows["test_hits"].isna().any():
+        return None
+    return np.stack([decode_hits(h) for h in rows["test_hits"]])
+
+
+def method_checks(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's claims checked on `compare_methods`' per-seed table with paired bootstrap intervals:
+    AddressCLIP ahead of address-only fine-tuning, and both ahead of each prompt-learning baseline that ran."""
+    ran = set(table.loc[table["SSA-1"].notna(), "variant"])
+    pairs = []
+    if {"AddressCLIP", "address loss only"} <= ran:
+        pairs.append(("AddressCLIP", "address loss only"))
         for prompt in (m for m in PROMPT_METHODS if m in ran):
-            checks.append(margin(comparison, "address loss only", prompt))
-            checks.append(margin(comparison, "AddressCLIP", prompt))
-    return pd.DataFrame(checks, columns=["better", "worse", "difference", "spread", "seeds", "outside_spread"])
+            pairs += [("address loss only", prompt), ("AddressCLIP", prompt)]
+    rows = [compare(a, hits_of(table[table["variant"] == a]), b, hits_of(table[table["variant"] == b])) for a, b in pairs]
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def starting_model(base: TrainConfig, device: str = "cpu"):
@@ -202,43 +221,16 @@ def starting_model(base: TrainConfig, device: str = "cpu"):
     return load_model(base.init_checkpoint, device=device) if base.init_checkpoint else build_model(base, device)
 
 
-def margin(summary: pd.DataFrame, better, worse, metric: str = "SSA-1") -> dict[str, Any]:
-    """Is `better` ahead of `worse` (index labels of a `summarise` table) by more than the seed spread
-    (the larger of the two standard deviations)?"""
-    a, b = summary.loc[better], summary.loc[worse]
-    diff = float(a[metric] - b[metric])
-    spread = float(max(a[f"{metric} std"], b[f"{metric} std"]))
-    seeds = int(min(a["seeds"], b["seeds"]))
-    name = lambda label: label[-1] if isinstance(label, tuple) else label  # noqa: E731
-    # with one seed there is no spread to compare against: no verdict rather than a false "holds"
-    return {"better": name(better), "worse": name(worse), "difference": diff, "spread": spread, "seeds": seeds,
-            "outside_spread": (diff > spread) if seeds >= 2 else None}
-
-
-def investigate(summary: pd.DataFrame, metric: str = "SSA-1") -> pd.DataFrame:
-    """The INVESTIGATION comparisons that the runs in `summary` allow: difference, seed spread, verdict."""
+def investigate(runs: pd.DataFrame) -> pd.DataFrame:
+    """The INVESTIGATION comparisons that `runs` (from `run_experiments`) allow, each a paired bootstrap
+    interval of the SSA-1 difference over the same test images and seeds, with its verdict."""
     rows = []
     for question, (variant, against) in INVESTIGATION.items():
-        if variant in summary.index and against in summary.index:
-            m = margin(summary, variant, against, metric)
-            rows.append({"question": question, "variant": m["better"], "against": m["worse"],
-                         **{k: m[k] for k in ("difference", "spread", "seeds")}})
-    out = pd.DataFrame(rows, columns=["question", "variant", "against", "difference", "spread", "seeds"])
-    out["verdict"] = [verdict(r.difference, r.spread, r.seeds) for r in out.itertuples()]
-    return out.set_index("question")
-
-
-def verdict(difference: float, spread: float, seeds: int) -> str:
-    """Plain words for a difference between two variants' means against the larger seed spread."""
-    if seeds < 2:
-        return "cannot be judged from one seed"
-    if not (np.isfinite(difference) and np.isfinite(spread)):
-        return "cannot be judged: a metric is missing"
-    if difference > spread:
-        return "better, outside the seed spread"
-    if difference < -spread:
-        return "worse, outside the seed spread"
-    return "no difference beyond the seed spread"
+        a = runs[(runs["experiment"] == variant[0]) & (runs["variant"] == variant[1]) & runs["SSA-1"].notna()]
+        b = runs[(runs["experiment"] == against[0]) & (runs["variant"] == against[1]) & runs["SSA-1"].notna()]
+        if len(a) and len(b):
+            rows.append({"question": question, **compare(variant[1], hits_of(a), against[1], hits_of(b))})
+    return pd.DataFrame(rows, columns=["question", *COMPARISON_COLUMNS]).set_index("question")
 
 
 def ordering_agreement(ours: pd.Series, paper: pd.Series) -> float:
@@ -266,6 +258,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
         run = get_baseline(name)
         kwargs = (options or {}).get(name, {})
         tag = hashlib.sha1(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:6]
+        tag += f"-v{BASELINE_RESULTS_VERSION}"
         once = seed_free(name, kwargs)  # same result for every seed: run the first, reuse it for the others
         for seed in seeds[:1] if once else seeds:
             path = out / f"{name}-seed{seed}-{bank.key}-{tag}.json"
@@ -279,7 +272,9 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
                 row = {"method": name, "notes": f"not applicable: {exc}"}
             row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
             path.write_text(json.dumps(row, default=str))
-            log(f"baseline {name} / seed {seed}: {row.get('SSA-1', 'n/a')} SSA-1 ({row['seconds']} s)")
+            ssa1 = row.get("SSA-1")
+            log(f"baseline {name} / seed {seed}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
+                + f" ({row['seconds']} s)")
             rows.append(row)
         if once:
             rows += [{**rows[-1], "seed": seed, "seconds": 0.0, "reused_from_seed": seeds[0]} for seed in seeds[1:]]

@@ -68,7 +68,7 @@ class TrainConfig:
     runs_dir: str | None = None            # default: outputs/runs
     resume: bool = True                    # continue an interrupted run; reuse a finished one
     overwrite: bool = False                # start again even if the run exists
-    progress: bool | None = None           # None: on, except when $CI is set
+    progress: bool | None = None           # None: addressclip.progress.enabled() decides (off in headless runs)
     stop_after_epochs: int | None = None   # end this call after N epochs (to test interruption)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,8 @@ def check_parameters(namespace: dict[str, Any], declared: list[str] | tuple[str,
     return {k: namespace[k] for k in declared}
 
 
-def show_json(path: str | Path) -> pd.DataFrame:
+def show_json(path: str | Path, decimals: int = 2) -> pd.DataFrame:
+    """A metrics file as a one-column table, numbers rounded for reading (the file keeps full precision)."""
     data = json.loads(Path(path).read_text())
-    return pd.DataFrame({"value": data}).rename_axis("metric")
+    shown = {k: round(v, decimals) if isinstance(v, float) else v for k, v in data.items()}
+    return pd.DataFrame({"value": shown}).rename_axis("metric")

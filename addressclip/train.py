@@ -7,7 +7,6 @@ weights and metrics as one never interrupted.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from .losses import AddressCLIPLoss
 from .model import AddressCLIP, create_model
 from .paths import runs_root
 from .prefix_cache import prefix_features, warm_text_cache
+from .progress import enabled as progress_enabled
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -154,6 +154,18 @@ def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
+def tensorboard_writer(run_dir: Path, enabled: bool):
+    """A SummaryWriter into `<run>/tensorboard` (open with `tensorboard --logdir outputs/runs`) when the
+    tensorboard package is installed; None otherwise or when not `enabled` (processes other than the main one)."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: results.jsonl holds the same numbers
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def default_run_name(cfg: TrainConfig) -> str:
     stage = "align" if cfg.w_address == 0 and cfg.caption_text == "caption" else "train"
     return f"{stage}-{Path(cfg.dataset).name}-{cfg.digest()}"
@@ -177,8 +189,7 @@ def train(cfg: TrainConfig) -> Path:
     _check_same_run(run_dir, cfg)
     if (run_dir / "metrics.json").exists() and cfg.resume:
         return run_dir  # finished: reuse
-    progress = cfg.progress if cfg.progress is not None else not os.environ.get("CI")
-    progress = progress and info.is_main
+    progress = progress_enabled(cfg.progress) and info.is_main
 
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.dataset)
@@ -238,9 +249,12 @@ def train(cfg: TrainConfig) -> Path:
     prefix = cached(table.paths)
     if prefix is not None:
         rows = IndexRows(len(rows))  # the loader then yields row indices only: no image is decoded again
+    writer = tensorboard_writer(run_dir, info.is_main)
     epochs_run = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.stop_after_epochs is not None and epochs_run >= cfg.stop_after_epochs:
+            if writer is not None:
+                writer.close()
             return run_dir
         seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
         sampler.set_epoch(epoch)
@@ -267,6 +281,9 @@ def train(cfg: TrainConfig) -> Path:
             for k, v in {**losses, "loss": total}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             seen += len(idx) * info.world_size
+            if writer is not None:
+                writer.add_scalar("train/loss", float(total.detach()), step)
+                writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             bar.set_postfix(loss=f"{sums['loss'] / (step_in_epoch + 1):.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         elapsed = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
@@ -277,6 +294,11 @@ def train(cfg: TrainConfig) -> Path:
             val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress,
                            prefix=cached([str(ds.root / p) for p in ds.split("val")["image"]]))
             record.update({f"val_{k}": v for k, v in val.quality.items()})
+        if writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    writer.add_scalar(f"epoch/{k}", v, record["step"])
+            writer.flush()
         if info.is_main:
             runs.append_jsonl(run_dir / "results.jsonl", record)
             runs.save_checkpoint(last, {"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
@@ -287,6 +309,8 @@ def train(cfg: TrainConfig) -> Path:
         if info.enabled:
             torch.distributed.barrier()
 
+    if writer is not None:
+        writer.close()
     if info.is_main:
         runs.save_checkpoint(run_dir / "model.pt", {"model": model.clip.state_dict(), "spec": model.spec.to_dict(),
                                                     "config": cfg.identity()})

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from addressclip import ablations, profiles
+from addressclip.comparisons import encode_hits
 from addressclip.config import TrainConfig
 from addressclip.datasets.format import read_dataset
 from addressclip.datasets.variants import label_variant, variant_name
@@ -17,38 +18,37 @@ def _runs():
     })
 
 
-def test_summary_mean_std_and_margins():
+def test_summary_mean_std():
     s = ablations.summarise(_runs())
     assert s.loc[("losses", "a"), "SSA-1"] == pytest.approx(12.0)
     assert s.loc[("losses", "a"), "SSA-1 std"] == pytest.approx(2.0)
     assert list(s.index.get_level_values("variant")) == ["a", "b"]
-    m = ablations.margin(s, ("losses", "b"), ("losses", "a"))
-    assert m["difference"] == pytest.approx(8.0) and m["spread"] == pytest.approx(2.0) and m["outside_spread"]
-    assert ablations.margin(s, ("losses", "a"), ("losses", "b"))["outside_spread"] is False
-    one = ablations.summarise(_runs()[_runs()["seed"] == 0])
-    assert ablations.margin(one, ("losses", "b"), ("losses", "a"))["outside_spread"] is None
     assert ablations.formatted(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
 
 
-def test_investigation_names_real_variants_and_gives_verdicts():
+def _hits(rate: float, n: int = 400, seed: int = 0) -> str:
+    return encode_hits(np.random.default_rng(seed).random(n) < rate)
+
+
+def test_investigation_names_real_variants_and_gives_paired_verdicts():
     labels = {(e, v.label) for e, variants in ablations.EXPERIMENTS.items() for v in variants}
     for variant, against in ablations.INVESTIGATION.values():
         assert variant in labels and against in labels
-    runs = pd.DataFrame({
-        "experiment": ["losses"] * 9 + ["geo_form"] * 3, "seed": [0, 1, 2] * 4,
-        "variant": ["address"] * 3 + ["address+caption+geography"] * 3 + ["address+geography"] * 3 + ["literal"] * 3,
-        "SSA-1": [10.0, 11.0, 12.0, 20.0, 20.5, 21.0, 11.0, 10.0, 12.0, 1.0, 2.0, 3.0],
-    })
-    runs = pd.concat([runs, runs[runs["variant"] == "address+caption+geography"].assign(experiment="geo_form", variant="similarity")])
-    table = ablations.investigate(ablations.summarise(runs, metrics=("SSA-1",)))
+    rates = {("losses", "address"): 0.3, ("losses", "address+caption+geography"): 0.6, ("losses", "address+geography"): 0.3,
+             ("geo_form", "literal"): 0.05, ("geo_form", "similarity"): 0.6}
+    runs = pd.DataFrame([{"experiment": e, "variant": v, "seed": s, "SSA-1": 100 * r,
+                          "test_hits": _hits(r, seed=hash((e, v, s)) % 1000)}
+                         for (e, v), r in rates.items() for s in (0, 1, 2)])
+    table = ablations.investigate(runs)
     # only the comparisons these runs allow
     assert list(table.index) == ["all three vs address", "geography loss added", "geography: literal vs similarity form"]
-    assert table.loc["all three vs address", "difference"] == pytest.approx(9.5)
-    assert table.loc["all three vs address", "verdict"] == "better, outside the seed spread"
-    assert table.loc["geography loss added", "verdict"] == "no difference beyond the seed spread"
-    assert table.loc["geography: literal vs similarity form", "verdict"] == "worse, outside the seed spread"
-    assert ablations.verdict(5.0, 1.0, seeds=1) == "cannot be judged from one seed"
-    assert ablations.verdict(float("nan"), 1.0, seeds=3).startswith("cannot be judged")
+    assert table.loc["all three vs address", "difference"] == pytest.approx(30, abs=6)
+    assert table.loc["all three vs address", "verdict"].startswith("better")
+    assert table.loc["geography loss added", "verdict"].startswith("no difference shown")
+    assert table.loc["geography: literal vs similarity form", "verdict"].startswith("worse")
+    assert (table["ci_low"] <= table["difference"]).all() and (table["difference"] <= table["ci_high"]).all()
+    missing = ablations.investigate(runs.assign(test_hits=None))
+    assert missing["verdict"].str.startswith("cannot be judged").all()
 
 
 def test_ordering_agreement():

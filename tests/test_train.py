@@ -36,6 +36,15 @@ def test_run_folder_records_how_it_was_made(tiny_dataset, tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert {"SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "within_25m"} <= set(metrics)
     assert (folder / "per_address.csv").exists() and (folder / "predictions.parquet").exists()
+    # training curves for TensorBoard: per-step loss and learning rate, per-epoch losses and validation metrics
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "epoch/loss", "epoch/val_SSA-1"} <= tags
+    results = read_jsonl(folder / "results.jsonl")
+    assert events.Scalars("epoch/loss")[0].value == pytest.approx(results[0]["loss"], rel=1e-6)
+    assert len(events.Scalars("train/loss")) == params["steps_per_epoch"]
     # a finished run is reused, a different configuration under the same name is refused
     assert train(_cfg(tiny_dataset, tmp_path, epochs=1, run_name="one")) == folder
     with pytest.raises(ValueError, match="other settings"):

@@ -24,8 +24,11 @@ class BaselineResult:
     notes: str = ""
 
     def summary(self) -> dict[str, Any]:
+        from ..comparisons import encode_hits, hits_from_predictions
+
         return {"method": self.name, **self.result.quality, "storage_bytes": self.storage_bytes,
-                "query_ms": self.query_ms, "chosen": self.chosen, "notes": self.notes}
+                "query_ms": self.query_ms, "chosen": self.chosen, "notes": self.notes,
+                "test_hits": encode_hits(hits_from_predictions(self.result.predictions))}  # for paired comparisons
 
 
 # name -> "module:function"; modules are imported lazily
