@@ -1,10 +1,13 @@
 """`addressclip` command line: build datasets, train (also under torchrun), evaluate, predict.
 
     addressclip build helsinki-synth
+    addressclip build bremen-synth --osm bremen-centre.osm.pbf --profile tiny          # your own city, rendered
+    addressclip build my-photos --osm bremen-centre.osm.pbf --photos ~/Pictures/bremen  # your own geotagged photos
     addressclip train --dataset helsinki-synth --epochs 10 --batch-size 64
     torchrun --nproc_per_node 2 -m addressclip.cli train --dataset helsinki-synth ...
     addressclip evaluate outputs/runs/<run> --dataset helsinki-synth --split test
     addressclip predict --checkpoint outputs/runs/<run> --addresses streets.txt -k 5 photos/ -o predictions.json
+    addressclip predict --checkpoint outputs/runs/<run> --osm bremen-centre.osm.pbf photos/ -o predictions.csv
 """
 from __future__ import annotations
 
@@ -44,11 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="addressclip", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("build", help="build a dataset into the data folder")
-    b.add_argument("dataset")
+    b = sub.add_parser("build", help="build a dataset into the data folder (a registry name, or your own city/photos)",
+                       description="Build a registry dataset, or your own: a new NAME with --osm renders street views "
+                                   "of that extract's city; with --photos too, it addresses your geotagged photos.")
+    b.add_argument("dataset", help="registry name, or a new name for your own city or photos")
     b.add_argument("--raw-dir", default=None, help="folder of the raw data (real datasets)")
     b.add_argument("--overwrite", action="store_true")
     b.add_argument("--strict", action="store_true", help="stop at the first bad input instead of skipping it")
+    b.add_argument("--osm", metavar="EXTRACT", help="your city: an OpenStreetMap extract (.osm.pbf, .osm, .osm.bz2)")
+    b.add_argument("--photos", metavar="FOLDER", help="your geotagged photos (EXIF GPS), addressed from --osm")
+    b.add_argument("--coordinates", metavar="CSV", help="photos without EXIF GPS: a CSV with columns file,lat,lon[,heading]")
+    b.add_argument("--profile", choices=("tiny", "demo"), default=None,
+                   help="rendered city: tiny (a central area, 100 locations, 64 px) or demo (the whole city, 128 px; default)")
+    b.add_argument("--image-size", type=int, default=None, help="rendered city: image size in pixels (default: the profile's)")
+    b.add_argument("--max-locations", type=int, default=None, help="rendered city: at most this many camera locations")
 
     t = sub.add_parser("train", help="train a model (see TrainConfig for every option)")
     _add_config_flags(t)
@@ -67,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "build":
         from .datasets import build_dataset
 
-        kwargs = {"strict": args["strict"]} if args["strict"] else {}
-        if args["raw_dir"]:
-            kwargs["raw_dir"] = args["raw_dir"]
-        print(build_dataset(args["dataset"], overwrite=args["overwrite"], **kwargs))
+        return build_command(args)
     elif command == "train":
         from .train import train
 
@@ -88,6 +97,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def build_command(args: dict) -> int:
+    """Run `addressclip build`; user errors (bad name, unusable extract or photos) exit with status 2."""
+    from .datasets import build_dataset
+    from .datasets.rawdata import RawDataError
+
+    from .datasets import DATASETS
+
+    kwargs = {"strict": True} if args["strict"] else {}
+    if args["raw_dir"]:
+        kwargs["raw_dir"] = args["raw_dir"]
+    own = {"osm": args["osm"], "photos": args["photos"], "coordinates": args["coordinates"], "profile": args["profile"],
+           "image_size": args["image_size"], "max_locations": args["max_locations"]}
+    kwargs.update({k: v for k, v in own.items() if v is not None})
+    fixed = [f"--{k.replace('_', '-')}" for k in ("profile", "image_size", "max_locations") if k in kwargs]
+    if args["dataset"] in DATASETS and fixed:
+        print(f"addressclip build: error: {', '.join(fixed)} shape your own city; registry dataset {args['dataset']!r} "
+              "is built as registered (the -tiny names are the small versions)", file=sys.stderr)
+        return 2
+    try:
+        folder = build_dataset(args["dataset"], overwrite=args["overwrite"], **kwargs)
+    except (FileNotFoundError, ValueError, RawDataError) as exc:  # OSMExtractError, PhotoInputError are ValueErrors
+        print(f"addressclip build: error: {exc}", file=sys.stderr)
+        return 2
+    print(folder)
+    card = json.loads((folder / "card.json").read_text())
+    skipped = card.get("skipped") or {}
+    print(f"{sum(card['images'].values())} images ({', '.join(f'{s} {n}' for s, n in card['images'].items())}), "
+          f"{card['addresses']} addresses, {card['streets']} streets"
+          + (f"; skipped {card.get('skipped_total', 0)}: " + ", ".join(f"{r} {v['count']}" for r, v in skipped.items())
+             if skipped else ""), file=sys.stderr)
+    return 0
+
+
 def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="top-k addresses for images (any candidate list: open vocabulary)",
                        description="Rank candidate addresses for each image; print them and write a CSV or JSON. "
@@ -97,6 +139,8 @@ def _add_predict_parser(sub) -> None:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--addresses", metavar="FILE", help="candidate addresses, one per line")
     source.add_argument("--dataset", help="use this dataset's addresses (default: the dataset the run was trained on)")
+    source.add_argument("--osm", metavar="EXTRACT", help="use every sub-street address of this OpenStreetMap extract "
+                                                          "(.osm.pbf, .osm, .osm.bz2): a city from its map alone")
     p.add_argument("-k", type=int, default=5, help="addresses per image (capped at the number of candidates)")
     p.add_argument("-o", "--output", default="predictions.csv", help="output file, .csv (one row per rank) or .json")
     p.add_argument("--batch-size", type=int, default=64)
@@ -122,7 +166,8 @@ def predict_command(args: dict) -> int:
             raise ValueError(f"-k must be at least 1, got {args['k']}")
         extra = {"cache_dir": False} if args["no_cache"] else {}
         locator = AddressLocator.from_checkpoint(args["checkpoint"], candidates=args["addresses"], dataset=args["dataset"],
-                                                 device=args["device"], batch_size=args["batch_size"], progress=True, **extra)
+                                                 osm=args["osm"], device=args["device"], batch_size=args["batch_size"],
+                                                 progress=True, **extra)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnreadableImageWarning)  # reported below, once
             frame = locator.predict(args["images"], k=args["k"])
@@ -131,10 +176,13 @@ def predict_command(args: dict) -> int:
         return 2
     skipped = frame.attrs["skipped"]
     if not args["quiet"]:
-        for image, topk, scores in zip(frame["image"], frame["topk"], frame["scores"]):
+        for image, topk, scores, lats, lons, dists in zip(frame["image"], frame["topk"], frame["scores"],
+                                                          frame["topk_lat"], frame["topk_lon"], frame["topk_distance_m"]):
             print(image)
-            for r, (address, score) in enumerate(zip(topk, scores), 1):
-                print(f"  {r}. {score:.4f}  {address}")
+            for r, (address, score, lat, lon, dist) in enumerate(zip(topk, scores, lats, lons, dists), 1):
+                where = f"  ({lat:.6f}, {lon:.6f})" if lat == lat else ""
+                off = f"  {dist:.0f} m from the photo's GPS" if dist == dist else ""
+                print(f"  {r}. {score:.4f}  {address}{where}{off}")
     for image, reason in skipped.items():
         print(f"skipped {image}: {reason}", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +190,8 @@ def predict_command(args: dict) -> int:
         text = json.dumps(to_records(frame), indent=2, ensure_ascii=False) + "\n"
     else:
         long = to_long(frame).assign(error="")
-        bad = pd.DataFrame({"image": list(skipped), "rank": pd.NA, "address": "", "score": pd.NA, "error": list(skipped.values())})
+        bad = pd.DataFrame({"image": list(skipped), "rank": pd.NA, "address": "", "score": pd.NA, "lat": pd.NA, "lon": pd.NA,
+                            "distance_m": pd.NA, "photo_lat": pd.NA, "photo_lon": pd.NA, "error": list(skipped.values())})
         text = pd.concat([long, bad], ignore_index=True).to_csv(index=False) if skipped else long.to_csv(index=False)
     from .runs import atomic_write_text
 

@@ -8,6 +8,12 @@ The candidate side (the "gallery") is encoded once per (checkpoint, candidate li
 to the checkpoint as a safetensors file, so the next call with the same list only reads it back. Ranking is
 chunked over both images and candidates, so 100,000 candidates never need an [N, 100k] score matrix.
 Unreadable images are reported (a warning, and ``frame.attrs["skipped"]``) and skipped; the rest are predicted.
+
+A city needs no dataset: ``AddressLocator.from_checkpoint(run, osm="city.osm.pbf")`` (or
+``locator.set_candidates_from_osm(...)``) ranks the sub-street addresses of an OpenStreetMap extract, from the same
+semantic partition the datasets use. Every prediction carries a point: ``lat``/``lon`` of the predicted sub-street
+(the middle of its segment) when the candidates have geometry (an extract, or a dataset), and, when the photo has
+EXIF GPS, ``photo_lat``/``photo_lon`` and ``distance_m``, the metres from the photo to the predicted sub-street.
 """
 from __future__ import annotations
 
@@ -64,6 +70,29 @@ def dataset_candidates(name_or_path: str | Path) -> list[str]:
     from .datasets import load_dataset
 
     return load_dataset(name_or_path).addresses
+
+
+def osm_candidate_shapes(source: str | Path, spacing_m: float | None = None):
+    """Address -> sub-street geometry (GeoSeries, the extract's UTM CRS) of every address of an OSM extract, from
+    its map alone (`addressclip.datasets.synth.city_addresses`: the datasets' partition)."""
+    from .datasets.synth import city_addresses
+
+    segments = city_addresses(source, spacing_m=spacing_m)
+    return segments.set_index("address").geometry.sort_index()
+
+
+def address_points(shapes) -> pd.DataFrame:
+    """One WGS84 point per address (index): halfway along its segment line (for an address of several disjoint
+    pieces, along the longest), else a point on its geometry (e.g. one of its image locations); columns lat, lon."""
+    import geopandas as gpd
+
+    def middle(g):
+        if g.geom_type == "MultiLineString":
+            g = max(g.geoms, key=lambda part: part.length)
+        return g.interpolate(0.5, normalized=True) if g.geom_type == "LineString" else g.representative_point()
+
+    pts = gpd.GeoSeries([middle(g) for g in shapes.values], index=shapes.index, crs=shapes.crs).to_crs(4326)
+    return pd.DataFrame({"lat": pts.y.to_numpy(), "lon": pts.x.to_numpy()}, index=shapes.index)
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -229,14 +258,19 @@ class AddressLocator:
         self.candidates: list[str] = []
         self.gallery: torch.Tensor | None = None
         self.gallery_info: GalleryInfo | None = None
+        # address -> geometry (GeoSeries, metric CRS) of the candidates that have one, and their points
+        self.shapes = None
+        self.points: pd.DataFrame | None = None
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, candidates: Sequence[str] | str | Path | None = None,
-                        dataset: str | Path | None = None, device: str = "auto", **kwargs) -> "AddressLocator":
+                        dataset: str | Path | None = None, device: str = "auto", osm: str | Path | None = None,
+                        **kwargs) -> "AddressLocator":
         """Load a run folder, a model.pt, or a run name under outputs/runs (None: the newest finished run on
-        `dataset`). Candidates come from `candidates` (a list or a text file), else `dataset`'s addresses,
-        else the addresses of the dataset the run was trained on."""
+        `dataset`). Candidates come from `candidates` (a list or a text file), else `osm` (the sub-street
+        addresses of an OpenStreetMap extract, from its map alone), else `dataset`'s addresses, else the addresses
+        of the dataset the run was trained on. Extracts and datasets also give each address its place."""
         from .model import create_model
         from .runs import load_checkpoint, resolve_run
         from .train import resolve_device
@@ -245,30 +279,57 @@ class AddressLocator:
         model_pt = where / "model.pt" if where.is_dir() else where
         state = load_checkpoint(model_pt)  # read once: weights, spec and the training config
         config = state.get("config") or {}
-        # candidates before the model: a bad list or an unknown dataset fails fast
+        # candidates before the model: a bad list, extract or an unknown dataset fails fast
+        shapes = None
+        if sum(x is not None for x in (candidates, osm)) > 1:
+            raise ValueError("pass either candidates (a list or file of addresses) or osm (an OSM extract), not both")
         if candidates is not None:
             texts = read_candidates(candidates)
-        elif dataset is not None:
-            texts = dataset_candidates(dataset)
-        elif config.get("dataset"):
-            texts = dataset_candidates(config["dataset"])
+        elif osm is not None:
+            shapes = osm_candidate_shapes(osm)
+            texts = list(shapes.index)
         else:
-            raise ValueError(f"{model_pt} does not say which dataset it was trained on; pass candidates or dataset")
+            from .datasets import load_dataset
+
+            name = dataset if dataset is not None else config.get("dataset")
+            if not name:
+                raise ValueError(f"{model_pt} does not say which dataset it was trained on; pass candidates, osm or dataset")
+            ds = load_dataset(name)
+            texts, shapes = ds.addresses, ds.address_shapes
         model = create_model(device=resolve_device(device), **{**state["spec"], "pretrained": None})  # weights: below
         model.spec.pretrained = state["spec"].get("pretrained")
         model.clip.load_state_dict(state.pop("model"))
         locator = cls(model, checkpoint=model_pt, **kwargs)
         locator.train_config = config
-        locator.set_candidates(texts)
+        locator.set_candidates(texts, shapes=shapes)
         return locator
 
     # --- candidates -----------------------------------------------------------------------------
-    def set_candidates(self, candidates: Sequence[str] | str | Path) -> GalleryInfo:
+    def set_candidates_from_osm(self, source: str | Path, spacing_m: float | None = None) -> GalleryInfo:
+        """Candidates = every sub-street address of an OpenStreetMap extract (no dataset needed), with places."""
+        shapes = osm_candidate_shapes(source, spacing_m)
+        return self.set_candidates(list(shapes.index), shapes=shapes)
+
+    def set_candidates_from_dataset(self, name_or_path: str | Path) -> GalleryInfo:
+        """Candidates = every address of a built dataset, with the places of its sub-streets."""
+        from .datasets import load_dataset
+
+        ds = load_dataset(name_or_path)
+        return self.set_candidates(ds.addresses, shapes=ds.address_shapes)
+
+    def set_candidates(self, candidates: Sequence[str] | str | Path, shapes=None) -> GalleryInfo:
         """Use these candidate addresses (a list of strings or a text file): read from the cache, or encode
-        once and cache."""
+        once and cache. `shapes` (GeoSeries address -> geometry in a metric CRS) gives addresses their places;
+        without it, addresses keep the places already known to this locator, and new ones have none."""
         import time
 
         texts = read_candidates(candidates)
+        shapes = shapes if shapes is not None else self.shapes
+        if shapes is not None:
+            shapes = shapes[shapes.index.isin(set(texts))]
+            shapes = shapes[~shapes.index.duplicated()]
+        self.shapes = shapes if shapes is not None and len(shapes) else None
+        self.points = address_points(self.shapes) if self.shapes is not None else None
         start = time.perf_counter()
         key, path = self._cache_path(texts)
         emb = load_cached_gallery(path, len(texts)) if path is not None else None
@@ -352,30 +413,114 @@ class AddressLocator:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        labels, feats, skipped = self.embed_images(images)
+        items = list_images([images] if isinstance(images, (str, Path, Image.Image)) else images)
+        labels, feats, skipped = self.embed_images(items)
         scores, idx = self.rank(feats, k)
         topk = [[self.candidates[j] for j in row] for row in idx]
+        columns = ["image", "address", "score", "topk", "scores", "lat", "lon", "photo_lat", "photo_lon", "distance_m",
+                   "topk_lat", "topk_lon", "topk_distance_m"]
+        if not labels:
+            frame = pd.DataFrame(columns=columns)
+            frame.attrs["skipped"] = skipped
+            return to_records(frame) if records else frame
+        by_label = {_label(item, i): item for i, item in enumerate(items)}
+        photo = np.array([self._photo_gps(by_label[label]) for label in labels], dtype=float).reshape(-1, 2)
+        places = self.places(topk, photo)
         frame = pd.DataFrame({
             "image": labels,
             "address": [t[0] for t in topk],
             "score": [float(s[0]) for s in scores],
             "topk": topk,
             "scores": [[float(x) for x in s] for s in scores],
-        }) if labels else pd.DataFrame(columns=["image", "address", "score", "topk", "scores"])
+            "lat": places["lat"][:, 0], "lon": places["lon"][:, 0],
+            "photo_lat": photo[:, 0], "photo_lon": photo[:, 1],
+            "distance_m": places["distance_m"][:, 0],
+            "topk_lat": [list(r) for r in places["lat"]], "topk_lon": [list(r) for r in places["lon"]],
+            "topk_distance_m": [list(r) for r in places["distance_m"]],
+        }, columns=columns)
         frame.attrs["skipped"] = skipped
         return to_records(frame) if records else frame
 
+    @staticmethod
+    def _photo_gps(item: ImageInput) -> tuple[float, float]:
+        """(lat, lon) of a photo's EXIF GPS; NaN when it has none (or it is unusable)."""
+        from .datasets.photos import GPSError, exif_gps, read_photo_gps
+
+        if isinstance(item, Image.Image):
+            try:
+                gps = exif_gps(item)
+            except GPSError:
+                gps = None
+        else:
+            gps = read_photo_gps(item)
+        return (gps[0], gps[1]) if gps is not None else (np.nan, np.nan)
+
+    def places(self, topk: list[list[str]], photo_latlon: np.ndarray) -> dict[str, np.ndarray]:
+        """Per image and rank: lat/lon of the address's point and metres from the photo's position (lat, lon; NaN
+        when unknown) to the address's geometry. NaN where the address has no place."""
+        n, k = len(topk), max((len(t) for t in topk), default=0)
+        out = {key: np.full((n, k), np.nan) for key in ("lat", "lon", "distance_m")}
+        if self.shapes is None or not n:
+            return out
+        import geopandas as gpd
+
+        have = np.isfinite(photo_latlon).all(axis=1)
+        photo_pts = gpd.GeoSeries(gpd.points_from_xy(np.where(have, photo_latlon[:, 1], 0.0),
+                                                     np.where(have, photo_latlon[:, 0], 0.0)), crs=4326).to_crs(self.shapes.crs)
+        geoms = self.shapes.to_dict()
+        for i, row in enumerate(topk):
+            for r, address in enumerate(row):
+                if address not in geoms:
+                    continue
+                out["lat"][i, r], out["lon"][i, r] = self.points.at[address, "lat"], self.points.at[address, "lon"]
+                if have[i]:
+                    out["distance_m"][i, r] = float(photo_pts.iloc[i].distance(geoms[address]))
+        return out
+
+
+def _num(value, digits: int) -> float | None:
+    """A float rounded for output, None for NaN (JSON has no NaN)."""
+    return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
+
+def _per_rank(frame: pd.DataFrame, column: str) -> list[list[float]]:
+    if column in frame.columns:
+        return list(frame[column])
+    return [[np.nan] * len(t) for t in frame["topk"]]
+
 
 def to_records(frame: pd.DataFrame) -> list[dict]:
-    """Prediction table as JSON-ready records; skipped inputs last, with their reason."""
-    out = [{"image": img, "predictions": [{"address": a, "score": round(s, 6)} for a, s in zip(t, sc)]}
-           for img, t, sc in zip(frame["image"], frame["topk"], frame["scores"])]
+    """Prediction table as JSON-ready records (missing values as null); skipped inputs last, with their reason.
+
+    Each image: ``image``, ``photo_lat``/``photo_lon`` (its EXIF GPS) and ``predictions``, best first, each with
+    ``address``, ``score``, ``lat``/``lon`` (the point of that sub-street) and ``distance_m`` (photo to sub-street)."""
+    n = len(frame)
+    photo_lat = frame["photo_lat"] if "photo_lat" in frame.columns else [np.nan] * n
+    photo_lon = frame["photo_lon"] if "photo_lon" in frame.columns else [np.nan] * n
+    out = []
+    for img, t, sc, la, lo, di, pla, plo in zip(frame["image"], frame["topk"], frame["scores"], _per_rank(frame, "topk_lat"),
+                                                _per_rank(frame, "topk_lon"), _per_rank(frame, "topk_distance_m"),
+                                                photo_lat, photo_lon):
+        out.append({"image": img, "photo_lat": _num(pla, 7), "photo_lon": _num(plo, 7),
+                    "predictions": [{"address": a, "score": round(s, 6), "lat": _num(y, 7), "lon": _num(x, 7),
+                                     "distance_m": _num(d, 1)} for a, s, y, x, d in zip(t, sc, la, lo, di)]})
     out += [{"image": img, "error": why} for img, why in frame.attrs.get("skipped", {}).items()]
     return out
 
 
+LONG_COLUMNS = ["image", "rank", "address", "score", "lat", "lon", "distance_m", "photo_lat", "photo_lon"]
+
+
 def to_long(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (image, rank): the shape a CSV of predictions wants."""
-    rows = [(img, r + 1, a, s) for img, t, sc in zip(frame["image"], frame["topk"], frame["scores"])
-            for r, (a, s) in enumerate(zip(t, sc))]
-    return pd.DataFrame(rows, columns=["image", "rank", "address", "score"])
+    """One row per (image, rank): the shape a CSV of predictions wants. lat/lon: the point of that rank's
+    sub-street; distance_m: metres from the photo's EXIF GPS to it; photo_lat/photo_lon: the photo's GPS
+    (empty where unknown)."""
+    n = len(frame)
+    photo_lat = frame["photo_lat"] if "photo_lat" in frame.columns else [np.nan] * n
+    photo_lon = frame["photo_lon"] if "photo_lon" in frame.columns else [np.nan] * n
+    rows = [(img, r + 1, a, s, y, x, d, pla, plo)
+            for img, t, sc, la, lo, di, pla, plo in zip(frame["image"], frame["topk"], frame["scores"],
+                                                         _per_rank(frame, "topk_lat"), _per_rank(frame, "topk_lon"),
+                                                         _per_rank(frame, "topk_distance_m"), photo_lat, photo_lon)
+            for r, (a, s, y, x, d) in enumerate(zip(t, sc, la, lo, di))]
+    return pd.DataFrame(rows, columns=LONG_COLUMNS)

@@ -154,16 +154,28 @@ def plot_partition(ds, layers: dict | None = None, save_dir=None, label_max: int
     return fig
 
 
+def location_outcomes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per test location (the views taken at one point): its views, and the share of them whose top-1
+    address is right (SSA-1 of the location, %)."""
+    hit = (predictions["pred"] == predictions["address"]).astype(float)
+    keys = [predictions["easting"].round(1), predictions["northing"].round(1)]
+    table = hit.groupby(keys).agg(["size", "mean"]).rename(columns={"size": "views", "mean": "ssa1"})
+    table["ssa1"] *= 100
+    return table.reset_index().rename(columns={"level_0": "easting", "level_1": "northing"})
+
+
 def plot_outcome_map(predictions: pd.DataFrame, ds, layers: dict | None = None, save_dir=None) -> Figure:
-    """Test locations coloured by hit / near miss / far miss."""
-    fig, ax = _map_axes(ds, layers, "test images: top-1 outcome")
+    """Test locations coloured by the share of their views predicted right: one marker per location, so the map
+    shows the same accuracy as the numbers (several views of one point would otherwise hide each other)."""
+    places = location_outcomes(predictions)
+    overall = 100 * float((predictions["pred"] == predictions["address"]).mean())
+    views = sorted(places["views"].unique())
+    fig, ax = _map_axes(ds, layers, f"{len(places)} test locations ({'/'.join(map(str, views))} views each): "
+                                    f"top-1 right, share of views (SSA-1 {overall:.1f}%)")
     _draw_segments(ax, address_geometries(ds), color="#737373", linewidth=1.0)
-    kinds = outcome(predictions)
-    for kind in OUTCOMES:
-        part = predictions[kinds == kind]
-        ax.scatter(part["easting"], part["northing"], s=18, c=OUTCOME_COLOURS[kind], edgecolor="black",
-                   linewidth=0.3, zorder=6, label=f"{kind} ({len(part)})")
-    ax.legend(loc="best", fontsize=8)
+    points = ax.scatter(places["easting"], places["northing"], s=22, c=places["ssa1"], cmap="RdYlGn", vmin=0, vmax=100,
+                        edgecolor="black", linewidth=0.3, zorder=6)
+    fig.colorbar(points, ax=ax, shrink=0.7, label="SSA-1 of the location's views (%)")
     save_figure(fig, save_dir, "map_outcomes")
     return fig
 
@@ -503,4 +515,104 @@ def plot_street_confusion(predictions: pd.DataFrame, ds, street: str | None = No
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     save_figure(fig, save_dir, f"confusion_{street.replace(' ', '_').replace('/', '_')}")
+    return fig
+
+
+# ----------------------------------------------------------------------------------- your own photos on a map
+def osm_layers(source: str, crs, bounds: tuple[float, float, float, float], margin_m: float = 120.0) -> dict:
+    """Building footprints and street lines of an OSM extract inside `bounds` (+ margin), in `crs`: the backdrop
+    of a map when there is no dataset (prediction from an extract alone). Empty when the extract cannot be read."""
+    try:
+        from .datasets.osm import load_osm
+
+        city = load_osm(source)
+    except Exception as exc:  # noqa: BLE001 - a missing backdrop must not stop the figure
+        log.warning("no city backdrop from %s (%s)", source, exc)
+        return {}
+    xmin, ymin, xmax, ymax = bounds
+    layers = {}
+    for name, frame in (("buildings", city.buildings), ("roads", city.roads)):
+        frame = frame.to_crs(crs) if frame.crs != crs else frame
+        layers[name] = frame.cx[xmin - margin_m:xmax + margin_m, ymin - margin_m:ymax + margin_m]
+    return layers
+
+
+def photo_prediction_lines(predictions: pd.DataFrame, shapes: gpd.GeoSeries) -> gpd.GeoDataFrame:
+    """Per predicted photo: its predicted point (the middle of the predicted sub-street, from the table's lat/lon)
+    and, where the photo's position is known (photo_lat/photo_lon), the shortest line from the photo to the
+    predicted sub-street, with its length in metres; in `shapes`' metric CRS."""
+    crs = shapes.crs
+    pred_pts = gpd.GeoSeries(gpd.points_from_xy(predictions["lon"], predictions["lat"]), crs=4326).to_crs(crs)
+    has_photo = predictions[["photo_lat", "photo_lon"]].notna().all(axis=1).to_numpy()
+    photo_pts = gpd.GeoSeries(gpd.points_from_xy(predictions["photo_lon"].fillna(0.0), predictions["photo_lat"].fillna(0.0)),
+                              crs=4326).to_crs(crs)
+    lines, lengths = [], []
+    for i, address in enumerate(predictions["address"]):
+        if has_photo[i] and address in shapes.index:
+            line = shapely.shortest_line(photo_pts.iloc[i], shapes.loc[address])
+            lines.append(line)
+            lengths.append(float(line.length))
+        else:
+            lines.append(None)
+            lengths.append(np.nan)
+    return gpd.GeoDataFrame({"image": predictions["image"].to_numpy(), "address": predictions["address"].to_numpy(),
+                             "predicted": pred_pts.to_numpy(), "photo": np.where(has_photo, photo_pts.to_numpy(), None),
+                             "length_m": lengths}, geometry=lines, crs=crs)
+
+
+def plot_photo_predictions(predictions: pd.DataFrame, shapes: gpd.GeoSeries, layers: dict | None = None,
+                           save_dir=None, label_max: int = 12) -> Figure:
+    """A folder of predicted photos on the city map: each photo's predicted sub-street (thick line) and its point
+    (star), and where the photo's position is known (EXIF GPS, or the dataset's table) the photo (circle) joined to
+    its predicted sub-street by a dashed line labelled in metres. `predictions` is `AddressLocator.predict`'s table;
+    `shapes` the locator's address geometries (`AddressLocator.shapes`)."""
+    from pathlib import PurePath
+
+    if shapes is None:
+        raise ValueError("the candidate addresses have no places (a plain text list): predict with candidates from "
+                         "an OSM extract or a dataset to map them")
+    placed = predictions[predictions["lat"].notna()]
+    lines = photo_prediction_lines(placed, shapes)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    layers = layers or {}
+    if "buildings" in layers and len(layers["buildings"]):
+        layers["buildings"].plot(ax=ax, color="#d9d9d9", edgecolor="#bdbdbd", linewidth=0.3, zorder=1)
+    if "roads" in layers and len(layers["roads"]):
+        layers["roads"].plot(ax=ax, color="#969696", linewidth=0.6, zorder=2)
+    chosen = shapes[shapes.index.isin(set(placed["address"]))]
+    colours = dict(zip(chosen.index, plt.get_cmap("tab10")(np.arange(len(chosen)) % 10)))
+    for address, geom in chosen.items():
+        gpd.GeoSeries([geom], crs=shapes.crs).plot(ax=ax, color=colours[address], linewidth=3.5, alpha=0.8, zorder=3)
+    xs, ys = [], []
+    for row in lines.itertuples():
+        c = colours.get(row.address, "black")
+        ax.scatter([row.predicted.x], [row.predicted.y], marker="*", s=160, color=c, edgecolor="black", linewidth=0.5, zorder=6)
+        xs.append(row.predicted.x), ys.append(row.predicted.y)
+        if row.photo is not None:
+            ax.scatter([row.photo.x], [row.photo.y], marker="o", s=40, color=c, edgecolor="black", linewidth=0.5, zorder=7)
+            ax.plot(*row.geometry.xy, linestyle="--", color="black", linewidth=0.8, zorder=5)
+            xs.append(row.photo.x), ys.append(row.photo.y)
+            label = f"{PurePath(str(row.image)).name}: {row.length_m:.0f} m"
+            anchor = row.photo
+        else:
+            label, anchor = PurePath(str(row.image)).name, row.predicted
+        if row.Index < label_max:
+            ax.annotate(label, (anchor.x, anchor.y), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=8)
+    for geom in chosen.values:
+        x0, y0, x1, y1 = geom.bounds
+        xs += [x0, x1]
+        ys += [y0, y1]
+    if xs:
+        pad = 0.08 * max(max(xs) - min(xs), max(ys) - min(ys), 100.0)
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    ax.set_aspect("equal")
+    known = lines["length_m"].notna()
+    median = f"; median {lines.loc[known, 'length_m'].median():.0f} m from the photo" if known.any() else ""
+    ax.set_title(f"{len(placed)} photos: predicted sub-street (star) and photo position (circle){median}", fontsize=10)
+    ax.set_xlabel(f"easting (m, {shapes.crs.to_string()})")
+    ax.set_ylabel("northing (m)")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.tick_params(labelsize=7)
+    save_figure(fig, save_dir, "map_photos")
     return fig

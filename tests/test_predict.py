@@ -204,5 +204,8 @@ def test_records_and_long_tables(folder_frame):
     assert _names(r["image"] for r in records[len(folder_frame):]) == UNREADABLE
     assert all("error" in r for r in records[len(folder_frame):])
     long = to_long(folder_frame)
-    assert list(long.columns) == ["image", "rank", "address", "score"] and len(long) == 3 * len(folder_frame)
+    assert list(long.columns) == ["image", "rank", "address", "score", "lat", "lon", "distance_m", "photo_lat", "photo_lon"]
+    assert len(long) == 3 * len(folder_frame)
+    # every address of a dataset has a place (its sub-street); these images carry no EXIF GPS: no distance
+    assert long["lat"].notna().all() and long["distance_m"].isna().all() and long["photo_lat"].isna().all()
     assert long.groupby("image")["rank"].apply(list).map(lambda r: r == [1, 2, 3]).all()

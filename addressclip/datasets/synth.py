@@ -19,6 +19,7 @@ and render info), and a rerun with the same parameters skips logged images that 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -120,7 +121,9 @@ def build_synth(
     if cfg["image_size"] < 8:
         raise ValueError(f"image_size must be >= 8 pixels, got {cfg['image_size']}")
     n_workers = int(workers or prof.workers)
+    check_extract_file(city, profile)  # a country-sized file is refused before it is parsed
     osm = load_osm(city)  # first: a bad city fails before anything is written
+    check_city_size(osm, profile, cfg)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     _check_params(out, cfg)
@@ -136,6 +139,91 @@ def build_synth(
     card["images_reused_from_earlier_run"] = min(reused, len(samples))
     write_dataset(out, samples, card, segments=segments[segments["address"].isin(set(samples["address"]))])
     return out
+
+
+# ------------------------------------------------------------------------------------------- extract size
+# What one profile renders at most. The scene (every building and road of the extract, with a ground raster of at
+# most 12 M cells) covers the whole extract, so its area is bounded: at 25 km2 a raster cell is 1.44 m (kerbs still
+# read). The demo profile places cameras along every named street and widens their spacing to fit max_locations;
+# beyond twice the profile's spacing (24 m), sub-street segments of one city block no longer hold the partition's
+# 5 locations, so such an extract is refused rather than rendered into a different kind of dataset.
+MAX_EXTRACT_MB = 100.0
+MAX_SCENE_KM2 = 25.0
+MAX_SPACING_FACTOR = 2.0
+
+
+class ExtractTooLargeError(ValueError):
+    """An OSM extract is too large for the chosen build profile (the message says how to thin it)."""
+
+
+def _thin_hint(lon: float, lat: float, side_km: float, source: str) -> str:
+    dlat = side_km / 2 / 110.574
+    dlon = side_km / 2 / (111.320 * max(math.cos(math.radians(lat)), 0.01))
+    box = f"{lon - dlon:.4f},{lat - dlat:.4f},{lon + dlon:.4f},{lat + dlat:.4f}"
+    name = Path(source).name.split(".")[0] or "city"
+    return (f"Thin it to the area you want, e.g. a {side_km:g} x {side_km:g} km box around its centre: "
+            f"`osmium extract -b {box} {source} -o {name}-centre.osm.pbf` (the osmium-tool command; in Python "
+            f"`addressclip.datasets.osm.cut_extract(source, ({box}), \"{name}-centre.osm.pbf\")`), then build from "
+            "that file")
+
+
+def check_extract_file(city: str | Path, profile: str) -> None:
+    """Refuse, before parsing, an extract file larger than MAX_EXTRACT_MB (a region or a country)."""
+    if str(city).lower() in BUNDLED:
+        return
+    path = Path(city).expanduser()
+    if path.is_file():
+        mb = path.stat().st_size / 2**20
+        if mb > MAX_EXTRACT_MB:
+            raise ExtractTooLargeError(
+                f"OSM extract {str(path)!r} is {mb:.0f} MB, more than the {MAX_EXTRACT_MB:g} MB profile {profile!r} "
+                f"reads: it renders a city centre of at most {MAX_SCENE_KM2:g} km2 (a few MB of .osm.pbf), and parsing "
+                f"a region or a country takes many GB of memory. Thin it to the area you want, e.g. a 3 x 3 km box: "
+                f"`osmium extract -b LON_MIN,LAT_MIN,LON_MAX,LAT_MAX {path} -o centre.osm.pbf` (the osmium-tool "
+                f"command; in Python `addressclip.datasets.osm.cut_extract`), then build from that file"
+            )
+
+
+def city_size(osm: OSMCity) -> dict[str, float]:
+    """Named street length (km), the area the scene covers (km2) and the centre of the named streets (lon/lat)."""
+    frames = [f for f in (osm.roads, osm.buildings) if len(f)]
+    bounds = np.array([f.total_bounds for f in frames])
+    x0, y0 = bounds[:, 0].min(), bounds[:, 1].min()
+    x1, y1 = bounds[:, 2].max(), bounds[:, 3].max()
+    cx, cy = np.median(np.concatenate([np.asarray(g.coords) for g in osm.streets.geometry]), axis=0)
+    lon, lat = Transformer.from_crs(osm.epsg, 4326, always_xy=True).transform(cx, cy)
+    return {"street_km": float(osm.streets.length.sum() / 1000.0), "scene_km2": float((x1 - x0) * (y1 - y0) / 1e6),
+            "centre_lon": float(lon), "centre_lat": float(lat)}
+
+
+def check_city_size(osm: OSMCity, profile: str, cfg: dict[str, Any]) -> dict[str, float]:
+    """Raise `ExtractTooLargeError` when the parsed extract is too large for `profile`; returns `city_size`."""
+    size = city_size(osm)
+    side = round(0.8 * math.sqrt(MAX_SCENE_KM2), 1)  # a box that fits the scene
+    hint = _thin_hint(size["centre_lon"], size["centre_lat"], side, osm.source)
+    if size["scene_km2"] > MAX_SCENE_KM2:
+        raise ExtractTooLargeError(
+            f"OSM extract {osm.source!r} covers {size['scene_km2']:.1f} km2 ({size['street_km']:.1f} km of named "
+            f"streets); profile {profile!r} renders a scene of at most {MAX_SCENE_KM2:g} km2 (every building and road "
+            f"of the extract is in the scene). {hint}."
+        )
+    cap = cfg["max_locations"]
+    if cfg["subset"] == "thin" and cap:
+        needed = size["street_km"] * 1000.0 / cfg["spacing_m"]
+        if needed > cap * MAX_SPACING_FACTOR:
+            spacing = size["street_km"] * 1000.0 / cap
+            # a box holding about `cap` locations at the profile's spacing, at this extract's street density
+            density = size["street_km"] / max(size["scene_km2"], 1e-6)
+            side = max(0.1, round(math.sqrt(cap * cfg["spacing_m"] / 1000.0 / density), 1))
+            hint = _thin_hint(size["centre_lon"], size["centre_lat"], side, osm.source)
+            raise ExtractTooLargeError(
+                f"OSM extract {osm.source!r} has {size['street_km']:.1f} km of named streets; profile {profile!r} "
+                f"places at most {cap} camera locations along them, {spacing:.0f} m apart (more than "
+                f"{MAX_SPACING_FACTOR:g} x its {cfg['spacing_m']:g} m spacing), too sparse for sub-streets of one "
+                f"block to hold 5 locations. {hint}; or raise max_locations (render time grows with it), or use "
+                f"profile 'tiny' (a compact central area of {PROFILES['tiny'].max_locations} locations)."
+            )
+    return size
 
 
 # ----------------------------------------------------------------------------------------------- locations
@@ -176,6 +264,37 @@ def sample_locations(streets: gpd.GeoDataFrame, spacing_m: float, offset_m: floa
                              Point(p.x + offset_m * dy / norm, p.y - offset_m * dx / norm)))
     return gpd.GeoDataFrame({"sampled_street": [r[0] for r in rows], "street_heading": [r[1] for r in rows]},
                             geometry=[r[2] for r in rows], crs=streets.crs)
+
+
+def city_addresses(city: str | Path, spacing_m: float | None = None, offset_m: float | None = None,
+                   junction_merge_m: float = DEFAULT_JUNCTION_MERGE_M,
+                   min_points: int = DEFAULT_MIN_POINTS) -> gpd.GeoDataFrame:
+    """Every sub-street address of a city from its map alone (no dataset, no photos).
+
+    Places points along every named street exactly as the renderer places cameras (`sample_locations` at the demo
+    profile's spacing, 12 m, 2 m right of the centreline) and runs the same semantic address partition
+    (`assign_addresses`, postcode-vote neighbourhoods), so the addresses are those a rendered dataset of the whole
+    city gets when it fits the demo profile's cap. Returns one row per address (``address``, ``street``,
+    ``neighbourhood``, ``n_points``, geometry: the address's street segments) in the extract's UTM CRS. Cached
+    per process by file and parameters; treat the frame as read-only.
+    """
+    osm = load_osm(city)
+    spacing = float(spacing_m or PROFILES["demo"].spacing_m)
+    offset = float(PROFILES["demo"].offset_m if offset_m is None else offset_m)
+    return _city_addresses(osm.source, Path(osm.source).stat().st_mtime_ns, str(city), spacing, offset,
+                           float(junction_merge_m), int(min_points))
+
+
+@functools.lru_cache(maxsize=4)
+def _city_addresses(source: str, mtime_ns: int, city: str, spacing: float, offset: float, merge_m: float,
+                    min_points: int) -> gpd.GeoDataFrame:
+    osm = load_osm(city)
+    points = sample_locations(osm.streets, spacing, offset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every point lies on a named street: none is too far to snap
+        _, segments = assign_addresses(points, osm.streets, junction_merge_m=merge_m, min_points=min_points,
+                                       max_snap_m=DEFAULT_MAX_SNAP_M, neighbourhood=osm.neighbourhoods())
+    return segments.reset_index(drop=True)
 
 
 def _camera_locations(osm: OSMCity, cfg: dict[str, Any]) -> tuple[gpd.GeoDataFrame, float]:
