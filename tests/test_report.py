@@ -66,3 +66,11 @@ def test_index_page_links_reports_and_headline_numbers(tmp_path):
     page = report.write_index(reports, outputs).read_text()
     assert 'href="02_train.html"' in page and "<td>21.40</td>" in page and "1584 test images" in page
     assert "AddressCLIP" in page and "standard deviation over seeds" in page
+
+
+def test_run_findings():
+    lines = report.run_findings({"SSA-1": 21.4, "SSA-5": 44.8, "SA-1": 30.24, "SA-5": 53.3, "images": 1584,
+                                 "candidates": 180, "median_m": 231.2, "within_25m": 28.0, "split": "test"})
+    assert lines[0] == ("Test SSA-1 21.40 % (SSA-5 44.80, SA-1 30.24, SA-5 53.30) on 1584 test images, ranking 180 "
+                        "candidate addresses: chance SSA-1 is 0.56 %.")
+    assert "231 m; 28.0 % within 25 m" in lines[1]

@@ -150,7 +150,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from addressclip import notebook, profiles
+from IPython.display import Markdown
+
+from addressclip import notebook, profiles, report
 from addressclip.config import TrainConfig
 from addressclip.datasets import DATASETS, build_dataset
 from addressclip.runs import read_jsonl
@@ -163,22 +165,25 @@ given = notebook.check_parameters(globals(), [
     "w_address", "w_caption", "w_geography", "geo_form", "label_aware", "seed", "device", "run_name", "expect_learning"])
 given.pop("expect_learning")
 p = profiles.resolve(given.pop("profile"), **given)  # the paper profile stops here without a weights file
-cfg = TrainConfig.from_dict(profiles.training_values(p))  # validates every value
-cfg"""),
+cfg = TrainConfig.from_dict(profiles.training_values(p))  # validates every value"""),
 ("md", "## Data\nSynthetic datasets are built on first use; real ones must have been built with `01_build_dataset.ipynb`."),
 ("code", """for name in [cfg.dataset, p["align_dataset"]]:
     if name in DATASETS and DATASETS[name].raw is None:
         build_dataset(name)"""),
-("md", "## Alignment pre-training (offline backbone only; CLIP weights are aligned already)"),
-("code", """cfg = aligned_start(cfg, p["align_dataset"], p["align_epochs"])
-if cfg.init_checkpoint:
-    display(pd.DataFrame(read_jsonl(Path(cfg.init_checkpoint).parent / "results.jsonl")).set_index("epoch"))"""),
-("md", "## AddressCLIP training"),
-("code", """run = train(cfg)
+("code", """cfg = aligned_start(cfg, p["align_dataset"], p["align_epochs"])  # offline backbone only; CLIP weights are aligned already
+run = train(cfg)
 results = pd.DataFrame(read_jsonl(run / "results.jsonl")).set_index("epoch")
-metrics = json.loads((run / "metrics.json").read_text())
-print(run, "| curves also in TensorBoard: .venv/bin/tensorboard --logdir", run.parent)
-results.round(3)"""),
+metrics = json.loads((run / "metrics.json").read_text())"""),
+("md", "## Summary"),
+("code", """Markdown(report.findings_markdown(report.run_findings(metrics)))"""),
+("md", "## The setting"),
+("code", """print(run, "| curves also in TensorBoard: .venv/bin/tensorboard --logdir", run.parent)
+pd.Series(cfg.identity(), name="value").astype(str).to_frame()"""),
+("md", "## Alignment pre-training (offline backbone only)"),
+("code", """if cfg.init_checkpoint:
+    display(pd.DataFrame(read_jsonl(Path(cfg.init_checkpoint).parent / "results.jsonl")).set_index("epoch").round(3))"""),
+("md", "## AddressCLIP training"),
+("code", """results.round(3)"""),
 ("code", """fig, axes = plt.subplots(1, 2, figsize=(13, 4))
 results[[c for c in results if c.endswith("_loss")] + ["loss"]].plot(ax=axes[0], marker="o", title="training loss")
 results[[c for c in results if c.startswith("val_S")]].plot(ax=axes[1], marker="o", title="validation accuracy (%)")
@@ -212,7 +217,9 @@ device: str = "auto"  # auto | cpu | cuda""", "parameters"),
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from addressclip import notebook
+from IPython.display import Markdown
+
+from addressclip import notebook, report
 from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
 from addressclip.prefix_cache import prefix_features
@@ -232,6 +239,7 @@ write_json(folder / f"eval-{ds.name}-{split}.json", {**result.metrics, "params":
 m = result.metrics
 assert m["images"] == len(ds.split(split)) and m["candidates"] == len(ds.addresses)
 assert m["SSA-1"] <= m["SSA-5"] and m["SSA-1"] <= m["SA-1"] <= m["SA-5"]
+display(Markdown(report.findings_markdown(report.run_findings(m))))
 notebook.show_json(folder / f"eval-{ds.name}-{split}.json").drop(index="params")"""),
 ("md", "## Accuracy per address"),
 ("code", """table = result.per_address
