@@ -77,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
     if command == "build":
-        from .datasets import build_dataset
-
         return build_command(args)
     elif command == "train":
         from .train import train

@@ -25,7 +25,7 @@ from addressclip.datasets.rawdata import RawDataError
 from addressclip.datasets.synth import MAX_EXTRACT_MB, ExtractTooLargeError, city_addresses
 from addressclip.predict import AddressLocator, to_long, to_records
 from addressclip.runs import save_checkpoint
-from own_city_fixtures import CSV_PLACE, EXPECTED_SKIPS, PLACES, hatfield_extract, make_photo_folder
+from own_city_fixtures import EXPECTED_SKIPS, PLACES, hatfield_extract, make_photo_folder
 
 STREETS = ["Ely Close", "Harmony Close", "Jasmine Gardens", "Lemsford Road", "Malvern Close", "Middlefield",
            "Oak Tree Close", "Stockbreach Close", "The Minims", "The Paddock", "Town Fields", "Walsingham Close",

@@ -10,21 +10,12 @@ import json
 import time
 
 import pandas as pd
-import papermill
 import pytest
 
 from addressclip.cli import main
 from addressclip.datasets import load_dataset
-from addressclip.paths import REPO_ROOT
 from own_city_fixtures import EXPECTED_SKIPS, hatfield_extract, make_photo_folder
-
-
-def run_notebook(name, out_dir, tag="", **parameters):
-    start = time.perf_counter()
-    papermill.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}{tag}.ipynb"),
-                               parameters=parameters, kernel_name="python3", progress_bar=False,
-                               cwd=str(REPO_ROOT / "notebooks"))
-    return time.perf_counter() - start
+from notebook_runs import run_notebook
 
 
 @pytest.fixture(scope="module")

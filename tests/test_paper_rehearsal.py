@@ -6,7 +6,6 @@ batch 4, one seed); the code path is the paper profile's."""
 from __future__ import annotations
 
 import json
-import time
 
 import pandas as pd
 import papermill
@@ -14,20 +13,12 @@ import pytest
 
 from addressclip import ablations
 from addressclip.baselines import BASELINES
-from addressclip.paths import REPO_ROOT
 from openai_archive import make_openai_archive
 from paper_fixtures import make_pitts_raw, make_sf_raw
+from notebook_runs import run_notebook
 
 ARCH = "ViT-Tiny-16-quickgelu"
 SMALL = {"backbone": ARCH, "batch_size": 4}
-
-
-def run_notebook(name, out_dir, **parameters):
-    start = time.perf_counter()
-    papermill.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-                               parameters=parameters, kernel_name="python3", progress_bar=False,
-                               cwd=str(REPO_ROOT / "notebooks"))
-    return time.perf_counter() - start
 
 
 @pytest.fixture(scope="module")
