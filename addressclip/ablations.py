@@ -150,17 +150,6 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
     return table.sort_values("_order").drop(columns="_order")
 
 
-def formatted(summary: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
-    """'mean ± std' strings for display; a variant that did not run shows its reason instead."""
-    out = pd.DataFrame(index=summary.index)
-    for m in metrics:
-        out[m] = [f"{a:.2f} ± {b:.2f}" if np.isfinite(a) else "—" for a, b in zip(summary[m], summary[f"{m} std"])]
-    out["seeds"] = summary["seeds"]
-    if "notes" in summary:
-        out["notes"] = summary["notes"]
-    return out
-
-
 METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
 BASELINE_RESULTS_VERSION = 2  # 2: results carry per-image test hits for paired comparisons
 COMPARISON_COLUMNS = ["A", "B", "difference", "ci_low", "ci_high", "seeds", "images", "verdict"]

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from addressclip import ablations, profiles
+from addressclip import ablations, profiles, report
 from addressclip.comparisons import encode_hits
 from addressclip.config import TrainConfig
 from addressclip.datasets.format import read_dataset
@@ -23,7 +23,7 @@ def test_summary_mean_std():
     assert s.loc[("losses", "a"), "SSA-1"] == pytest.approx(12.0)
     assert s.loc[("losses", "a"), "SSA-1 std"] == pytest.approx(2.0)
     assert list(s.index.get_level_values("variant")) == ["a", "b"]
-    assert ablations.formatted(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
+    assert report.ablation_table(s).loc[("losses", "a"), "SSA-1"] == "12.00 ± 2.00"
 
 
 def _hits(rate: float, n: int = 400, seed: int = 0) -> str:
