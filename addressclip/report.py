@@ -40,6 +40,12 @@ def size(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
+def duration(ms: float) -> str:
+    if not np.isfinite(ms):
+        return "—"
+    return f"{ms:.3g} ms" if ms >= 0.1 else f"{1000 * ms:.3g} µs"
+
+
 def seeds_text(seeds: int, deterministic: bool) -> str:
     return "1 (deterministic)" if deterministic else str(int(seeds))
 
@@ -55,7 +61,7 @@ def method_table(comparison: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         row.update({m: mean_std(r[m], r[f"{m} std"], r["seeds"], det) for m in ACCURACY})
         row["median distance"] = f"{r['median_m']:.0f} m" if np.isfinite(r["median_m"]) else "—"
         row["storage"] = size(r["storage_bytes"])
-        row["query"] = f"{r['query_ms']:.3g} ms" if np.isfinite(r["query_ms"]) else "—"
+        row["query"] = duration(r["query_ms"])
         row["seeds"] = seeds_text(r["seeds"], det) if np.isfinite(r["SSA-1"]) else "—"
         ref = PAPER_ROW.get(method)
         for column in ("Pitts-IAL SSA-1", "Pitts-IAL SA-1", "SF-IAL-Base SSA-1"):
@@ -100,7 +106,7 @@ def ablation_table(summary: pd.DataFrame, metrics=("SSA-1", "SSA-5", "SA-1", "SA
 def loss_table(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """The paper's loss table (SSA-1, %) with ours beside it, one row per variant."""
     ours = summary.loc["losses"]
-    table = paper.set_index("variant").rename(columns=lambda c: f"paper {c}")
+    table = paper.set_index("variant").rename(columns=lambda c: f"paper {c}").map(lambda v: f"{v:.2f}")
     table.insert(0, "ours SSA-1", [mean_std(ours.loc[v, "SSA-1"], ours.loc[v, "SSA-1 std"], ours.loc[v, "seeds"])
                                    if v in ours.index else "—" for v in table.index])
     return table
@@ -118,7 +124,8 @@ def comparison_table(checks: pd.DataFrame) -> pd.DataFrame:
             "seeds × test images": f"{r['seeds']} × {r['images']}" if known else "—",
             "verdict": r["verdict"],
         })
-    return pd.DataFrame(rows, columns=["comparison", "SSA-1 difference", "95% interval", "seeds × test images", "verdict"])
+    columns = ["comparison", "SSA-1 difference", "95% interval", "seeds × test images", "verdict"]
+    return pd.DataFrame(rows, columns=columns).set_index("comparison")
 
 
 def findings(comparison: pd.DataFrame, checks: pd.DataFrame, why: pd.DataFrame, dataset: str) -> list[str]:

@@ -31,7 +31,7 @@ def test_method_table_reads_like_a_paper():
     assert list(shown.index[:2]) == ["AddressCLIP", "Fine-tuned, address loss only"]
     row = shown.loc["AddressCLIP"]
     assert row["SSA-1"].count("±") == 1 and len(row["SSA-1"].split(" ± ")[0].split(".")[1]) == 2
-    assert row["storage"] == "184 KB" and shown.loc["CoOp", "storage"] == "5.8 MB" and row["query"] == "0.341 ms"
+    assert row["storage"] == "184 KB" and shown.loc["CoOp", "storage"] == "5.8 MB" and row["query"] == "0.341 ms" and report.duration(0.000962) == "0.962 µs"
     assert row["paper Pitts-IAL SSA-1"] == "80.39" and shown.loc["CoOp", "paper Pitts-IAL SSA-1"] == "67.91"
     assert shown.loc["Zero-shot CLIP", "seeds"] == "1 (deterministic)" and "±" not in shown.loc["Zero-shot CLIP", "SSA-1"]
     assert shown.loc["MaPLe", "SSA-1"] == "—" and shown.loc["MaPLe", "notes"].endswith("is a CNN")  # the whole reason
@@ -50,7 +50,8 @@ def test_findings_follow_from_the_numbers():
     assert any(l.startswith("AddressCLIP vs CoOp") and "better" in l for l in lines)
     assert any(l.startswith("MaPLe did not run: not applicable") for l in lines)
     shown = report.comparison_table(checks)
-    assert shown.loc[2, "verdict"].startswith("better") and shown.loc[2, "95% interval"].startswith("[+")
+    assert shown.loc["AddressCLIP vs CoOp", "verdict"].startswith("better")
+    assert shown.loc["AddressCLIP vs CoOp", "95% interval"].startswith("[+")
 
 
 def test_index_page_links_reports_and_headline_numbers(tmp_path):
@@ -74,3 +75,11 @@ def test_run_findings():
     assert lines[0] == ("Test SSA-1 21.40 % (SSA-5 44.80, SA-1 30.24, SA-5 53.30) on 1584 test images, ranking 180 "
                         "candidate addresses: chance SSA-1 is 0.56 %.")
     assert "231 m; 28.0 % within 25 m" in lines[1]
+
+
+def test_loss_table_has_paper_numbers_to_two_decimals():
+    summary = ablations.summarise(pd.DataFrame({"experiment": ["losses"] * 2, "variant": ["address", "caption"],
+                                                "seed": [0, 0], **{m: [20.8, 4.9] for m in ablations.METRICS}}))
+    table = report.loss_table(summary, ablations.PAPER_LOSSES)
+    assert table.loc["address", "paper Pitts-IAL SSA-1"] == "77.66" and table.loc["address", "ours SSA-1"] == "20.80"
+    assert table.loc["address+geography", "ours SSA-1"] == "—"

@@ -382,7 +382,7 @@ Where AddressCLIP does not beat the address loss alone, these paired comparisons
 auxiliary loss added on its own, the direction of the geography target (the paper's equation read literally, T = D,
 against the similarity form, T = 1 - D), label-aware positives, and (with `losses_frozen_image` among the
 experiments) whether the auxiliary losses need an image tower that trains."""),
-("code", """report.comparison_table(why.reset_index(drop=True)).assign(question=why.index.tolist()).set_index("question")"""),
+("code", """report.comparison_table(why.reset_index(drop=True)).reset_index().assign(question=why.index.tolist()).set_index("question")"""),
 ]), D / "04_ablations.ipynb")
 
 nbf.write(nb([
