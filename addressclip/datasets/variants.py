@@ -51,7 +51,7 @@ def _repartition(ds: IALDataset, junction_merge_m: float, osm: str | Path | None
 
     city = osm or ds.card.get("build_parameters", {}).get("city")
     if not city:
-        raise NotApplicable(f"redoing the address partition needs an OSM extract of {ds.name!r}'s city "
+        raise NotApplicable(f"redoing the address partition needs an OSM extract of the city of {ds.name!r} "
                             f"(pass osm=<.osm.pbf/.osm/.osm.bz2 file>)")
     epsg = int(ds.samples["epsg"].iloc[0])
     locs = ds.samples.drop_duplicates("location_id")
