@@ -15,43 +15,40 @@ import pytest
 from addressclip.cli import main
 from addressclip.datasets import load_dataset
 from own_city_fixtures import EXPECTED_SKIPS, hatfield_extract, make_photo_folder
-from notebook_runs import run_notebook
+from notebook_runs import project_folders, run_notebook
 
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
     root = tmp_path_factory.mktemp("own-city")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ADDRESSCLIP_DATA", str(root / "data"))
-    mp.setenv("ADDRESSCLIP_OUTPUTS", str(root / "outputs"))
-    extract = hatfield_extract(root / "osm")
-    photos, expected = root / "photos", None
-    expected = make_photo_folder(photos, extract)
-    executed = root / "executed"
-    executed.mkdir()
-    city = root / "data" / "hatfield"
-    times = {
-        "01 city": run_notebook("01_build_dataset", executed, "-city", dataset="hatfield", osm=str(extract),
-                                city_profile="tiny", max_locations=40),
-        "01 photos": run_notebook("01_build_dataset", executed, "-photos", dataset="hatfield-photos", osm=str(extract),
-                                  photos=str(photos), coordinates=str(expected["csv"])),
-        "02 smoke": run_notebook("02_train", executed, profile="smoke", dataset=str(city), align_dataset="", epochs=2,
-                                 batch_size=16, run_name="hatfield", expect_learning=False),
-        "03": run_notebook("03_evaluate", executed, run="hatfield", dataset=str(city)),
-        # the photos train as they are (no captions: caption weight 0), and evaluate
-        "02 photos": run_notebook("02_train", executed, "-photos", profile="smoke", dataset=str(root / "data" / "hatfield-photos"),
-                                  align_dataset="", epochs=1, batch_size=8, w_caption=0.0, run_name="hatfield-photos",
-                                  expect_learning=False),
-        "03 photos": run_notebook("03_evaluate", executed, "-photos", run="hatfield-photos",
-                                  dataset=str(root / "data" / "hatfield-photos")),
-    }
-    start = time.perf_counter()
-    assert main(["predict", "--checkpoint", "hatfield", "--osm", str(extract), "-k", "3", "--quiet", str(photos),
-                 "-o", str(root / "predictions.csv")]) == 0
-    times["predict"] = time.perf_counter() - start
-    print("own-city wall times (s):", {k: round(v, 1) for k, v in times.items()})
-    yield root, extract, expected, times
-    mp.undo()
+    with project_folders(root):
+        extract = hatfield_extract(root / "osm")
+        photos = root / "photos"
+        expected = make_photo_folder(photos, extract)
+        executed = root / "executed"
+        executed.mkdir()
+        city = root / "data" / "hatfield"
+        times = {
+            "01 city": run_notebook("01_build_dataset", executed, "-city", dataset="hatfield", osm=str(extract),
+                                    city_profile="tiny", max_locations=40),
+            "01 photos": run_notebook("01_build_dataset", executed, "-photos", dataset="hatfield-photos", osm=str(extract),
+                                      photos=str(photos), coordinates=str(expected["csv"])),
+            "02 smoke": run_notebook("02_train", executed, profile="smoke", dataset=str(city), align_dataset="", epochs=2,
+                                     batch_size=16, run_name="hatfield", expect_learning=False),
+            "03": run_notebook("03_evaluate", executed, run="hatfield", dataset=str(city)),
+            # the photos train as they are (no captions: caption weight 0), and evaluate
+            "02 photos": run_notebook("02_train", executed, "-photos", profile="smoke", dataset=str(root / "data" / "hatfield-photos"),
+                                      align_dataset="", epochs=1, batch_size=8, w_caption=0.0, run_name="hatfield-photos",
+                                      expect_learning=False),
+            "03 photos": run_notebook("03_evaluate", executed, "-photos", run="hatfield-photos",
+                                      dataset=str(root / "data" / "hatfield-photos")),
+        }
+        start = time.perf_counter()
+        assert main(["predict", "--checkpoint", "hatfield", "--osm", str(extract), "-k", "3", "--quiet", str(photos),
+                     "-o", str(root / "predictions.csv")]) == 0
+        times["predict"] = time.perf_counter() - start
+        print("own-city wall times (s):", {k: round(v, 1) for k, v in times.items()})
+        yield root, extract, expected, times
 
 
 def test_city_built_from_its_extract(journey):

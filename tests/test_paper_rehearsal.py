@@ -15,7 +15,7 @@ from addressclip import ablations
 from addressclip.baselines import BASELINES
 from openai_archive import make_openai_archive
 from paper_fixtures import make_pitts_raw, make_sf_raw
-from notebook_runs import run_notebook
+from notebook_runs import project_folders, run_notebook
 
 ARCH = "ViT-Tiny-16-quickgelu"
 SMALL = {"backbone": ARCH, "batch_size": 4}
@@ -24,26 +24,23 @@ SMALL = {"backbone": ARCH, "batch_size": 4}
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ADDRESSCLIP_DATA", str(root / "data"))
-    mp.setenv("ADDRESSCLIP_OUTPUTS", str(root / "outputs"))
-    weights = make_openai_archive(ARCH, root / "ViT-Tiny-16.pt")
-    pitts, sf = make_pitts_raw(root / "data/raw/pitts250k"), make_sf_raw(root / "data/raw/sf_xl")
-    executed = root / "executed"
-    executed.mkdir()
-    times = {
-        "01 pitts-ial": run_notebook("01_build_dataset", executed, dataset="pitts-ial", raw_dir=str(pitts), strict=True),
-        "01 sf-ial-base": run_notebook("01_build_dataset", executed, dataset="sf-ial-base", raw_dir=str(sf), strict=True),
-        "02 paper": run_notebook("02_train", executed, profile="paper", dataset="pitts-ial", pretrained=str(weights),
-                                 epochs=2, run_name="paper-rehearsal", expect_learning=False, **SMALL),
-        "03": run_notebook("03_evaluate", executed, run="paper-rehearsal", dataset="pitts-ial"),
-        "04 paper": run_notebook("04_ablations", executed, profile="paper", dataset="pitts-ial", pretrained=str(weights),
-                                 epochs=1, seeds=[0], second_city="sf-ial-base", **SMALL),
-        "05": run_notebook("05_visualise", executed, run="paper-rehearsal", dataset="pitts-ial"),
-    }
-    print("rehearsal wall times (s):", {k: round(v, 1) for k, v in times.items()})
-    yield root, weights
-    mp.undo()
+    with project_folders(root):
+        weights = make_openai_archive(ARCH, root / "ViT-Tiny-16.pt")
+        pitts, sf = make_pitts_raw(root / "data/raw/pitts250k"), make_sf_raw(root / "data/raw/sf_xl")
+        executed = root / "executed"
+        executed.mkdir()
+        times = {
+            "01 pitts-ial": run_notebook("01_build_dataset", executed, dataset="pitts-ial", raw_dir=str(pitts), strict=True),
+            "01 sf-ial-base": run_notebook("01_build_dataset", executed, dataset="sf-ial-base", raw_dir=str(sf), strict=True),
+            "02 paper": run_notebook("02_train", executed, profile="paper", dataset="pitts-ial", pretrained=str(weights),
+                                     epochs=2, run_name="paper-rehearsal", expect_learning=False, **SMALL),
+            "03": run_notebook("03_evaluate", executed, run="paper-rehearsal", dataset="pitts-ial"),
+            "04 paper": run_notebook("04_ablations", executed, profile="paper", dataset="pitts-ial", pretrained=str(weights),
+                                     epochs=1, seeds=[0], second_city="sf-ial-base", **SMALL),
+            "05": run_notebook("05_visualise", executed, run="paper-rehearsal", dataset="pitts-ial"),
+        }
+        print("rehearsal wall times (s):", {k: round(v, 1) for k, v in times.items()})
+        yield root, weights
 
 
 def test_paper_profile_trains_the_clip_file_it_was_given(rehearsal):
