@@ -310,13 +310,6 @@ class AddressLocator:
         shapes = osm_candidate_shapes(source, spacing_m)
         return self.set_candidates(list(shapes.index), shapes=shapes)
 
-    def set_candidates_from_dataset(self, name_or_path: str | Path) -> GalleryInfo:
-        """Candidates = every address of a built dataset, with the places of its sub-streets."""
-        from .datasets import load_dataset
-
-        ds = load_dataset(name_or_path)
-        return self.set_candidates(ds.addresses, shapes=ds.address_shapes)
-
     def set_candidates(self, candidates: Sequence[str] | str | Path, shapes=None) -> GalleryInfo:
         """Use these candidate addresses (a list of strings or a text file): read from the cache, or encode
         once and cache. `shapes` (GeoSeries address -> geometry in a metric CRS) gives addresses their places;

@@ -14,6 +14,8 @@ Training, evaluation and visualisation read only this format.
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -179,11 +181,11 @@ class IALDataset:
     def address_to_street(self) -> dict[str, str]:
         return dict(self.samples.drop_duplicates("address").set_index("address")["street"])
 
-    @property
+    @functools.cached_property
     def address_shapes(self):
         """One geometry per address (GeoSeries indexed by address, metric CRS): its sub-street segments, or for
         datasets without segments (real data comes without street geometry) the points where its images were
-        taken. Distances "to the predicted sub-street" and the maps use these."""
+        taken. Distances "to the predicted sub-street" and the maps use these. Computed once per dataset object."""
         import geopandas as gpd
 
         if self.segments is not None:
