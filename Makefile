@@ -11,7 +11,7 @@ REPORTS := outputs/reports
 # torch/torchvision pinned to the releases that install from this kind of machine's disk (CPU use; CUDA build)
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: env test demo reports kernel lab clean-outputs
+.PHONY: env test demo reports kernel lab sync-notebooks clean-outputs
 
 env: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ kernel: env
 
 lab: env
 	ADDRESSCLIP_PROGRESS=1 $(VENV)/bin/jupyter lab notebooks/
+
+# Each notebook is paired with a percent-format script (notebooks/jupytext.toml): edit either file, then this brings
+# the other in line (the newer file's cells win; outputs stay in the .ipynb only: commit it without them).
+sync-notebooks: env
+	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 clean-outputs:
 	rm -rf $(EXECUTED) $(REPORTS)

@@ -39,7 +39,7 @@ EXPERIMENTS: dict[str, list[Variant]] = {
         Variant("address+geography", {"w_caption": 0.0}),
         Variant("address+caption+geography", {}),
     ],
-    "geo_form": [Variant("similarity", {}), Variant("literal", {"geo_form": "literal"})],
+    "geography_form": [Variant("similarity", {}), Variant("literal", {"geography_form": "literal"})],
     "geo_weight": [Variant(f"w_geography={w:g}", {"w_geography": w}) for w in (0.0, 0.4, 0.8, 1.6)],
     "caption_weight": [Variant(f"w_caption={w:g}", {"w_caption": w}) for w in (0.0, 0.1, 0.2, 0.5)],
     "address_weight": [Variant(f"w_address={w:g}", {"w_address": w}) for w in (0.5, 1.0, 2.0)],
@@ -66,7 +66,7 @@ INVESTIGATION: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "all three vs address": (("losses", "address+caption+geography"), ("losses", "address")),
     "caption loss added": (("losses", "address+caption"), ("losses", "address")),
     "geography loss added": (("losses", "address+geography"), ("losses", "address")),
-    "geography: literal vs similarity form": (("geo_form", "literal"), ("geo_form", "similarity")),
+    "geography: literal vs similarity form": (("geography_form", "literal"), ("geography_form", "similarity")),
     "label-aware vs plain address loss": (("label_aware", "label-aware"), ("label_aware", "plain InfoNCE")),
     "all three vs address, image trunk frozen": (("losses_frozen_image", "address+caption+geography, image trunk frozen"),
                                                  ("losses_frozen_image", "address, image trunk frozen")),
@@ -107,7 +107,8 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                     osm: str | None = None, log=print) -> pd.DataFrame:
     """Train (or reuse) every variant x seed; one row per run with its metrics, or with `notes` saying why the
     variant cannot run in this setting."""
-    from .train import run_dir_of, train
+    from .runs import Run
+    from .train import train
 
     unknown = [e for e in experiments if e not in EXPERIMENTS]
     if unknown:
@@ -122,17 +123,16 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                     rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": None,
                                  **{m: np.nan for m in METRICS}, "notes": f"not applicable: {exc}"})
                     continue
-                folder = run_dir_of(cfg)
-                if folder.name not in seen and not (folder / "metrics.json").exists():
+                run = Run.of(cfg)
+                if run.name not in seen and not run.finished:
                     start = time.perf_counter()
                     train(cfg)
-                    log(f"{experiment} / {variant.label} / seed {seed}: {folder.name} ({time.perf_counter() - start:.0f} s)")
-                seen.add(folder.name)
-                metrics = json.loads((folder / "metrics.json").read_text())
-                predictions = folder / "predictions.parquet"
-                hits = (encode_hits(hits_from_predictions(pd.read_parquet(predictions, columns=["address", "pred"])))
-                        if predictions.exists() else None)
-                rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": folder.name,
+                    log(f"{experiment} / {variant.label} / seed {seed}: {run.name} ({time.perf_counter() - start:.0f} s)")
+                seen.add(run.name)
+                metrics = run.metrics
+                hits = (encode_hits(hits_from_predictions(run.predictions(columns=["address", "pred"])))
+                        if run.predictions_path.exists() else None)
+                rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": run.name,
                              **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": "", "test_hits": hits})
     return pd.DataFrame(rows)
 
@@ -205,7 +205,8 @@ def method_checks(table: pd.DataFrame) -> pd.DataFrame:
 def starting_model(base: TrainConfig, device: str = "cpu"):
     """The model every variant and baseline starts from: the alignment run's weights (offline backbone), or the
     `pretrained` file itself (a CLIP backbone: zero-shot CLIP is then a real baseline)."""
-    from .train import build_model, load_model
+    from .inference import load_model
+    from .train import build_model
 
     return load_model(base.init_checkpoint, device=device) if base.init_checkpoint else build_model(base, device)
 
@@ -236,8 +237,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     """Run (or reuse) each baseline per seed on a feature bank; results are saved as JSON in `out_dir`.
     `options` maps a baseline name to keyword arguments for it (e.g. fewer epochs on a CPU).
     A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
-    import hashlib
-
+    from . import cache
     from .baselines import get_baseline, seed_free
 
     out = Path(out_dir)
@@ -246,24 +246,23 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     for name in names:
         run = get_baseline(name)
         kwargs = (options or {}).get(name, {})
-        tag = hashlib.sha1(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:6]
-        tag += f"-v{BASELINE_RESULTS_VERSION}"
+        tag = f"{cache.digest(json.dumps(kwargs, sort_keys=True), length=6)}-v{BASELINE_RESULTS_VERSION}"
         once = seed_free(name, kwargs)  # same result for every seed: run the first, reuse it for the others
         for seed in seeds[:1] if once else seeds:
-            path = out / f"{name}-seed{seed}-{bank.key}-{tag}.json"
-            if path.exists():
-                rows.append(json.loads(path.read_text()))
-                continue
-            start = time.perf_counter()
-            try:
-                row = run(bank, model, seed=seed, **kwargs).summary()
-            except NotApplicable as exc:
-                row = {"method": name, "notes": f"not applicable: {exc}"}
-            row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
-            path.write_text(json.dumps(row, default=str))
-            ssa1 = row.get("SSA-1")
-            log(f"baseline {name} / seed {seed}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
-                + f" ({row['seconds']} s)")
+
+            def compute():
+                start = time.perf_counter()
+                try:
+                    row = run(bank, model, seed=seed, **kwargs).summary()
+                except NotApplicable as exc:
+                    row = {"method": name, "notes": f"not applicable: {exc}"}
+                row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
+                ssa1 = row.get("SSA-1")
+                log(f"baseline {name} / seed {seed}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
+                    + f" ({row['seconds']} s)")
+                return row
+
+            row, _ = cache.load_or_compute_json(out / f"{name}-seed{seed}-{bank.key}-{tag}.json", compute)
             rows.append(row)
         if once:
             rows += [{**rows[-1], "seed": seed, "seconds": 0.0, "reused_from_seed": seeds[0]} for seed in seeds[1:]]
@@ -274,14 +273,9 @@ def gallery_cost(bank, k: int = 5, repeats: int = 3) -> dict[str, float]:
     """What AddressCLIP keeps to answer a query (the address-text gallery) and its per-query ranking time."""
     import torch
 
-    from .evaluate import topk_scores
+    from .inference import timed_ranking, topk
 
-    feats = bank.image["test"]
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        topk_scores(feats, bank.gallery, k)
-        best = min(best, time.perf_counter() - start)
+    _, query_ms = timed_ranking(lambda feats, kk: topk(feats, bank.gallery, kk), bank.image["test"], k, repeats)
     return {"storage_bytes": int(bank.gallery.numel() * bank.gallery.element_size()),
-            "query_ms": 1000 * best / max(1, len(feats)), "dtype": str(bank.gallery.dtype).replace("torch.", ""),
+            "query_ms": query_ms, "dtype": str(bank.gallery.dtype).replace("torch.", ""),
             "threads": torch.get_num_threads()}

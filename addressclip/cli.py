@@ -1,7 +1,7 @@
 """`addressclip` command line: build datasets, train (also under torchrun), evaluate, predict.
 
     addressclip build helsinki-synth
-    addressclip build bremen-synth --osm bremen-centre.osm.pbf --profile tiny          # your own city, rendered
+    addressclip build bremen-synth --osm bremen-centre.osm.pbf --city-scale tiny       # your own city, rendered
     addressclip build my-photos --osm bremen-centre.osm.pbf --photos ~/Pictures/bremen  # your own geotagged photos
     addressclip train --dataset helsinki-synth --epochs 10 --batch-size 64
     torchrun --nproc_per_node 2 -m addressclip.cli train --dataset helsinki-synth ...
@@ -18,6 +18,7 @@ import sys
 import typing
 
 from .config import TrainConfig
+from .datasets.registry import CITY_SCALES
 
 
 def _parse_bool(text: str) -> bool:
@@ -57,16 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--osm", metavar="EXTRACT", help="your city: an OpenStreetMap extract (.osm.pbf, .osm, .osm.bz2)")
     b.add_argument("--photos", metavar="FOLDER", help="your geotagged photos (EXIF GPS), addressed from --osm")
     b.add_argument("--coordinates", metavar="CSV", help="photos without EXIF GPS: a CSV with columns file,lat,lon[,heading]")
-    b.add_argument("--profile", choices=("tiny", "demo"), default=None,
-                   help="rendered city: tiny (a central area, 100 locations, 64 px) or demo (the whole city, 128 px; default)")
-    b.add_argument("--image-size", type=int, default=None, help="rendered city: image size in pixels (default: the profile's)")
+    b.add_argument("--city-scale", choices=CITY_SCALES, default=None,
+                   help="rendered city: tiny (a central area, 100 locations, 64 px) or full (the whole city, 128 px; default)")
+    b.add_argument("--image-size", type=int, default=None, help="rendered city: image size in pixels (default: the city scale's)")
     b.add_argument("--max-locations", type=int, default=None, help="rendered city: at most this many camera locations")
 
     t = sub.add_parser("train", help="train a model (see TrainConfig for every option)")
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="evaluate a run folder or model.pt on a dataset split")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", help="a run name under outputs/runs, a run folder or a model.pt")
     e.add_argument("--dataset", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("-k", type=int, default=5)
@@ -85,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "evaluate":
         from .datasets import load_dataset
         from .evaluate import evaluate
-        from .train import load_model, resolve_device
+        from .inference import load_model
 
-        model = load_model(args["checkpoint"], device=resolve_device(args["device"]))
+        model = load_model(args["checkpoint"], device=args["device"])  # a run name, a run folder or a model.pt
         result = evaluate(model, load_dataset(args["dataset"]), args["split"], k=args["k"], progress=True)
         print(json.dumps(result.metrics, indent=2))
     elif command == "predict":
@@ -105,10 +106,10 @@ def build_command(args: dict) -> int:
     kwargs = {"strict": True} if args["strict"] else {}
     if args["raw_dir"]:
         kwargs["raw_dir"] = args["raw_dir"]
-    own = {"osm": args["osm"], "photos": args["photos"], "coordinates": args["coordinates"], "profile": args["profile"],
+    own = {"osm": args["osm"], "photos": args["photos"], "coordinates": args["coordinates"], "city_scale": args["city_scale"],
            "image_size": args["image_size"], "max_locations": args["max_locations"]}
     kwargs.update({k: v for k, v in own.items() if v is not None})
-    fixed = [f"--{k.replace('_', '-')}" for k in ("profile", "image_size", "max_locations") if k in kwargs]
+    fixed = [f"--{k.replace('_', '-')}" for k in ("city_scale", "image_size", "max_locations") if k in kwargs]
     if args["dataset"] in DATASETS and fixed:
         print(f"addressclip build: error: {', '.join(fixed)} shape your own city; registry dataset {args['dataset']!r} "
               "is built as registered (the -tiny names are the small versions)", file=sys.stderr)
@@ -191,9 +192,9 @@ def predict_command(args: dict) -> int:
         bad = pd.DataFrame({"image": list(skipped), "rank": pd.NA, "address": "", "score": pd.NA, "lat": pd.NA, "lon": pd.NA,
                             "distance_m": pd.NA, "photo_lat": pd.NA, "photo_lon": pd.NA, "error": list(skipped.values())})
         text = pd.concat([long, bad], ignore_index=True).to_csv(index=False) if skipped else long.to_csv(index=False)
-    from .runs import atomic_write_text
+    from .cache import write_text
 
-    atomic_write_text(out, text)
+    write_text(out, text)
     info = locator.gallery_info
     print(f"{len(frame)} image(s) predicted, {len(skipped)} skipped; {info.count} candidate addresses "
           f"({'from cache' if info.from_cache else 'encoded'} in {info.seconds:.1f}s); wrote {out}", file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .datasets.registry import DATASETS
 from .freezing import parse_mode
-from .losses import GEO_FORMS
+from .losses import GEOGRAPHY_FORMS
 
 CAPTION_TEXTS = ("caption+address", "caption")
 # What training reads. "train+val" also trains on the val split: for Pitts-IAL that is the released database
@@ -46,7 +46,7 @@ class TrainConfig:
     w_address: float = 1.0
     w_caption: float = 0.2
     w_geography: float = 0.8
-    geo_form: str = "similarity"
+    geography_form: str = "similarity"
     label_aware: bool = False
     caption_text: str = "caption+address"  # what the caption loss's texts hold
     # data
@@ -118,8 +118,8 @@ class TrainConfig:
             raise ValueError(f"unknown image_resize_mode {self.image_resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
         if self.train_splits not in TRAIN_SPLITS:
             raise ValueError(f"unknown train_splits {self.train_splits!r}; valid: {', '.join(TRAIN_SPLITS)}")
-        if self.geo_form not in GEO_FORMS:
-            raise ValueError(f"unknown geo_form {self.geo_form!r}; valid: {', '.join(GEO_FORMS)}")
+        if self.geography_form not in GEOGRAPHY_FORMS:
+            raise ValueError(f"unknown geography_form {self.geography_form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
         if self.caption_text not in CAPTION_TEXTS:
             raise ValueError(f"unknown caption_text {self.caption_text!r}; valid: {', '.join(CAPTION_TEXTS)}")
         if self.final_split not in (None, "val", "test"):

@@ -51,8 +51,8 @@ def open_image(item: "str | Path | Image.Image", size_hint: int | None = None) -
         return to_rgb(im)
 
 
-def load_image(path: Path, size_hint: int | None = None) -> Image.Image:
-    """`open_image` for a file, with a `CorruptImageError` that names it."""
+def load_image(path: "Path | Image.Image", size_hint: int | None = None) -> Image.Image:
+    """`open_image`, with a `CorruptImageError` that names the file."""
     try:
         return open_image(path, size_hint)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
@@ -60,20 +60,30 @@ def load_image(path: Path, size_hint: int | None = None) -> Image.Image:
 
 
 class ImageRows(Dataset):
-    """Image files as (transformed image, row index); paths are absolute or relative to `root`. `size_hint` (the
-    model's input size) lets large JPEGs decode at a reduced scale that is still at least that size."""
+    """Images as (transformed image, row index). Items are paths (absolute or relative to `root`) or PIL images.
+    `size_hint` (the model's input size) lets large JPEGs decode at a reduced scale that is still at least that size.
+    With ``report_errors`` an unreadable image gives ``(None, row, reason)`` instead of raising, so that one bad
+    input is skipped and reported rather than stopping the others (`inference.encode_images`)."""
 
-    def __init__(self, root: Path | None, images: list[str], transform, size_hint: int | None = None):
+    def __init__(self, root: Path | None, images: list, transform, size_hint: int | None = None,
+                 report_errors: bool = False):
         root = Path(root) if root is not None else None
-        self.paths = [root / p if root is not None else Path(p) for p in images]
+        self.paths = [p if isinstance(p, Image.Image) else (root / p if root is not None else Path(p)) for p in images]
         self.transform = transform
         self.size_hint = size_hint
+        self.report_errors = report_errors
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.transform(load_image(self.paths[i], self.size_hint)), i
+        item = self.paths[i]
+        if not self.report_errors:
+            return self.transform(load_image(item, self.size_hint)), i
+        try:
+            return self.transform(open_image(item, self.size_hint)), i
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds) skips this input only
+            return None, i, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Rank every candidate address for each image: encode the addresses once, images in batches, top-k by cosine."""
+"""Evaluation: every candidate address ranked for each image of a split (through the one inference path,
+`inference`), and the metrics, predictions and per-address table of any method's ranking (`result_from_ranking`)."""
 from __future__ import annotations
 
 import time
@@ -7,11 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .data import ADDRESS_TEMPLATE, ImageRows
 from .datasets.format import IALDataset
+from .inference import encode_after_frozen, encode_images, encode_texts, topk
 from .metrics import distance_metrics, distance_to_prediction, per_address_table, ranking_metrics
 
 
@@ -29,43 +29,6 @@ class EvalResult:
         return {k: v for k, v in self.metrics.items() if k not in skip}
 
 
-@torch.inference_mode()
-def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool = False) -> torch.Tensor:
-    chunks = range(0, len(texts), batch_size)
-    feats = [model.encode_text(texts[i : i + batch_size]).float() for i in tqdm(chunks, desc="addresses", disable=not progress, leave=False)]
-    return torch.cat(feats)
-
-
-@torch.inference_mode()
-def encode_images(model, rows: ImageRows, batch_size: int = 64, num_workers: int = 1, progress: bool = False) -> torch.Tensor:
-    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    device = model.device
-    out = []
-    for images, _ in tqdm(loader, desc="images", disable=not progress, leave=False):
-        out.append(model.encode_image(images.to(device, non_blocking=True)).float())
-    if not out:
-        raise ValueError("no images to encode")
-    return torch.cat(out)
-
-
-@torch.inference_mode()
-def encode_prefix(model, prefix: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Image features from cached frozen-layer outputs (prefix_cache.py), in batches."""
-    return torch.cat([model.encode_image_from_prefix(prefix[i : i + batch_size].to(model.device)).float()
-                      for i in range(0, len(prefix), batch_size)])
-
-
-def topk_scores(image_feats: torch.Tensor, gallery: torch.Tensor, k: int, chunk: int = 4096):
-    """Top-k cosine scores and indices, in image chunks so the [N, A] matrix never exists whole."""
-    k = min(k, gallery.shape[0])
-    scores, idx = [], []
-    for i in range(0, len(image_feats), chunk):
-        s, j = (image_feats[i : i + chunk] @ gallery.T).topk(k, dim=1)
-        scores.append(s)
-        idx.append(j)
-    return torch.cat(scores).cpu().numpy(), torch.cat(idx).cpu().numpy()
-
-
 def evaluate(
     model,
     ds: IALDataset,
@@ -75,27 +38,33 @@ def evaluate(
     num_workers: int = 1,
     address_template: str = ADDRESS_TEMPLATE,
     progress: bool = False,
-    prefix: torch.Tensor | None = None,
+    frozen: torch.Tensor | None = None,
 ) -> EvalResult:
     """Encode every candidate address once and the split's images in batches; rank by cosine similarity.
-    `prefix`: cached outputs of the frozen image layers for the split's rows (prefix_cache.py), if any."""
+    `frozen`: cached outputs of the frozen image layers for the split's rows (`frozen_layers`), if any."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    frame = ds.split(split)
+    if not len(frame):
+        raise ValueError(f"split {split!r} of dataset {ds.name!r} has no images to evaluate")
     was_training = model.training
     model.eval()
-    frame = ds.split(split)
     start = time.perf_counter()
-    gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses], progress=progress)
+    gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses], progress=progress,
+                           desc="addresses")
     t_gallery = time.perf_counter() - start
-    if prefix is not None:
-        feats = encode_prefix(model, prefix)
+    if frozen is not None:
+        feats = encode_after_frozen(model, frozen)
     else:
-        feats = encode_images(model, ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size), batch_size, num_workers, progress)
-    scores, top = topk_scores(feats, gallery.to(feats.device), k)
+        rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
+        feats, _, _ = encode_images(model, rows, batch_size, num_workers, progress)
+    scores, top = topk(feats, gallery.to(feats.device), k)
     elapsed = time.perf_counter() - start
     model.train(was_training)
-    return result_from_ranking(ds, split, top, scores, {
+    return result_from_ranking(ds, split, top.cpu().numpy(), scores.cpu().numpy(), {
         "eval_seconds": round(elapsed, 3), "gallery_seconds": round(t_gallery, 3),
         "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2),
-        "frozen_layers_cached": prefix is not None})  # if so, images/s excludes the frozen layers
+        "frozen_layers_cached": frozen is not None})  # if so, images/s excludes the frozen layers
 
 
 def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.ndarray, extra: dict | None = None) -> EvalResult:

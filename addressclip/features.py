@@ -1,19 +1,18 @@
-"""Frozen features of a model on a dataset, computed once and cached on disk: what the transfer baselines
+"""Frozen features of a model on a dataset, computed once and cached on disk (`cache`): what the transfer baselines
 (linear probe, adapters, Tip-Adapter, retrieval, prompt learning on frozen image features) train on."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from . import runs
+from . import cache
 from .data import ADDRESS_TEMPLATE, ImageRows
 from .datasets.format import SPLITS, IALDataset
-from .evaluate import encode_images, encode_prefix, encode_texts
-from .paths import outputs_root
-from .prefix_cache import prefix_features
+from .frozen_layers import image_outputs
+from .inference import encode_after_frozen, encode_images, encode_texts
+from .paths import features_root
 
 
 @dataclass
@@ -33,41 +32,37 @@ class FeatureBank:
         return self.gallery.shape[1]
 
 
-def _state_digest(model) -> str:
-    h = hashlib.sha1()
-    for name, tensor in sorted(model.clip.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        h.update(str(tuple(tensor.shape)).encode())
-    return h.hexdigest()[:12]
-
-
 def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, address_template: str = ADDRESS_TEMPLATE,
                  num_workers: int = 1, progress: bool = False) -> FeatureBank:
-    key = f"{ds.name}-{_state_digest(model)}-{hashlib.sha1(address_template.encode()).hexdigest()[:6]}"
-    path = Path(cache_dir or outputs_root() / "features") / f"{key}.pt"
+    key = f"{ds.name}-{cache.digest(model.clip.state_dict(), address_template, length=16)}"
+    path = Path(cache_dir or features_root()) / f"bank-{key}.pt"
     labels = {s: torch.as_tensor([ds.address_id(a) for a in ds.split(s)["address"]], dtype=torch.long) for s in SPLITS}
     coords = {s: torch.as_tensor(ds.split(s)[["easting", "northing"]].to_numpy(), dtype=torch.float64) for s in SPLITS}
-    if path.exists():
-        state = runs.load_checkpoint(path)
-        return FeatureBank(ds, state["image"], state["gallery"], labels, coords, key)
-    was_training = model.training
-    model.eval()
-    image = {}
-    for split in SPLITS:
-        frame = ds.split(split)
-        if not len(frame):
-            image[split] = torch.empty(0, model.encode_text(["x"]).shape[1])
-            continue
-        # frozen image layers cached by training runs from the same weights are reused (prefix_cache.py)
-        prefix = prefix_features(model, [str(ds.root / p) for p in frame["image"]], model.preprocess_val,
-                                 cache_dir=path.parent, num_workers=num_workers, progress=progress)
-        if prefix is not None:
-            image[split] = encode_prefix(model, prefix).cpu()
-        else:
-            rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
-            image[split] = encode_images(model, rows, num_workers=num_workers, progress=progress).cpu()
-    gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses]).cpu()
-    model.train(was_training)
-    runs.save_checkpoint(path, {"image": image, "gallery": gallery})
-    return FeatureBank(ds, image, gallery, labels, coords, key)
+
+    def compute():
+        was_training = model.training
+        model.eval()
+        image = {split: _split_features(model, ds, split, path.parent, num_workers, progress) for split in SPLITS}
+        gallery = encode_texts(model, [address_template.format(address=a) for a in ds.addresses]).cpu()
+        model.train(was_training)
+        return {"image": image, "gallery": gallery}
+
+    def whole(payload) -> bool:  # a bank for these splits and candidates
+        return (len(payload["gallery"]) == len(ds.addresses)
+                and all(len(payload["image"][s]) == len(labels[s]) for s in SPLITS))
+
+    payload, _ = cache.load_or_compute(path, compute, valid=whole)
+    return FeatureBank(ds, payload["image"], payload["gallery"], labels, coords, key)
+
+
+def _split_features(model, ds: IALDataset, split: str, cache_dir: Path, num_workers: int, progress: bool) -> torch.Tensor:
+    frame = ds.split(split)
+    if not len(frame):
+        return torch.empty(0, model.encode_text(["x"]).shape[1])
+    # frozen image layers cached by training runs from the same weights are reused (frozen_layers.py)
+    frozen = image_outputs(model, [str(ds.root / p) for p in frame["image"]], model.preprocess_val,
+                           cache_dir=cache_dir, num_workers=num_workers, progress=progress)
+    if frozen is not None:
+        return encode_after_frozen(model, frozen).cpu()
+    rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
+    return encode_images(model, rows, num_workers=num_workers, progress=progress)[0].cpu()

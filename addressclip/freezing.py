@@ -51,7 +51,7 @@ def _blocks(clip: nn.Module, tower: str) -> list[nn.Module]:
     return list(clip.transformer.resblocks)
 
 
-def _projection_names(clip: nn.Module, tower: str) -> set[str]:
+def projection_names(clip: nn.Module, tower: str) -> set[str]:
     names = {n for n, _ in _tower_params(clip, tower)}
     prefixes = ("visual.head.", "visual.proj", "visual.attnpool.") if tower == "image" else ("text.proj", "text_projection")
     return {n for n in names if n.startswith(prefixes)}
@@ -64,7 +64,7 @@ def trainable_names(clip: nn.Module, tower: str, mode: str) -> set[str]:
         return {name for name, _ in params}
     if kind == "none":
         return set()
-    proj = _projection_names(clip, tower)
+    proj = projection_names(clip, tower)
     if kind == "proj" or n == 0:
         return proj
     blocks = _blocks(clip, tower)
@@ -95,5 +95,5 @@ def apply_trainable(model: nn.Module, modes_only: bool = False) -> None:
 def frozen_text_trunk(model: nn.Module) -> bool:
     """True when nothing in the text tower trains except its projection (so trunk outputs can be cached)."""
     clip = model.clip
-    proj = _projection_names(clip, "text")
+    proj = projection_names(clip, "text")
     return not any(p.requires_grad for n, p in _tower_params(clip, "text") if n not in proj)

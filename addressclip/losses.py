@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GEO_FORMS = ("similarity", "literal")
+GEOGRAPHY_FORMS = ("similarity", "literal")
 DEFAULT_WEIGHTS = {"address": 1.0, "caption": 0.2, "geography": 0.8}
 
 
@@ -67,8 +67,8 @@ def geo_distance_matrix(coords: torch.Tensor) -> torch.Tensor:
 
 
 def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "similarity") -> torch.Tensor:
-    if form not in GEO_FORMS:
-        raise ValueError(f"unknown geography loss form {form!r}; valid: {', '.join(GEO_FORMS)}")
+    if form not in GEOGRAPHY_FORMS:
+        raise ValueError(f"unknown geography loss form {form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
     sim = image_features @ image_features.T
     dist = geo_distance_matrix(coords).to(sim.dtype)
     target = 1.0 - dist if form == "similarity" else dist
@@ -83,15 +83,16 @@ def _at_least_fp32(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class AddressCLIPLoss(nn.Module):
-    def __init__(self, weights: dict[str, float] | None = None, geo_form: str = "similarity", label_aware: bool = False):
+    def __init__(self, weights: dict[str, float] | None = None, geography_form: str = "similarity",
+                 label_aware: bool = False):
         super().__init__()
         weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         unknown = set(weights) - set(DEFAULT_WEIGHTS)
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; valid: {', '.join(DEFAULT_WEIGHTS)}")
-        if geo_form not in GEO_FORMS:
-            raise ValueError(f"unknown geography loss form {geo_form!r}; valid: {', '.join(GEO_FORMS)}")
-        self.weights, self.geo_form, self.label_aware = weights, geo_form, label_aware
+        if geography_form not in GEOGRAPHY_FORMS:
+            raise ValueError(f"unknown geography loss form {geography_form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
+        self.weights, self.geography_form, self.label_aware = weights, geography_form, label_aware
 
     def active(self, term: str) -> bool:
         return self.weights[term] != 0
@@ -119,7 +120,7 @@ class AddressCLIPLoss(nn.Module):
         if self.active("caption"):
             out["caption_loss"] = self.weights["caption"] * info_nce(image_features, caption_features, logit_scale)
         if self.active("geography"):
-            out["geo_loss"] = self.weights["geography"] * geo_loss(image_features, coords, self.geo_form)
+            out["geo_loss"] = self.weights["geography"] * geo_loss(image_features, coords, self.geography_form)
         if not out:
             raise ValueError("every loss weight is zero: nothing to train")
         return out

@@ -132,11 +132,14 @@ class AddressCLIP(nn.Module):
         self.spec = spec
         self.preprocess_train = preprocess_train
         self.preprocess_val = preprocess_val
-        self._hf_text = hasattr(clip, "text") and hasattr(clip.text, "transformer")
-        self._pad_id = getattr(getattr(clip, "text", None), "config", None)
-        self._pad_id = self._pad_id.pad_token_id if self._pad_id is not None else 0
+        self.hf_text = hasattr(clip, "text") and hasattr(clip.text, "transformer")  # a transformers text tower
+        config = getattr(getattr(clip, "text", None), "config", None)
+        self.pad_id = config.pad_token_id if config is not None else 0  # the tokenizer's padding id
         self._text_cache: dict[str, torch.Tensor] = {}
         self.cache_frozen_text = True
+        # where a trained model came from (`inference.load_model`): its model.pt and the run's training config
+        self.checkpoint: Path | None = None
+        self.train_config: dict = {}
 
     # --- properties -----------------------------------------------------------------------------
     @property
@@ -168,7 +171,7 @@ class AddressCLIP(nn.Module):
             return None
         return len(trunk.blocks) if kind in ("proj", "none") or n == 0 else len(trunk.blocks) - n
 
-    def encode_image_prefix(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_frozen_image_layers(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen part of the image tower (see `frozen_image_blocks`); its output is what gets cached."""
         k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
         with torch.no_grad():
@@ -179,10 +182,10 @@ class AddressCLIP(nn.Module):
                 x = trunk.forward_head(trunk.bn2(trunk.conv_head(x)))
         return x
 
-    def encode_image_from_prefix(self, prefix: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """The rest of the image tower, from cached prefix outputs; equals `encode_image` on the images."""
+    def encode_image_after_frozen(self, frozen: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """The rest of the image tower, from the frozen layers' (cached) outputs; equals `encode_image` on the images."""
         k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
-        x = prefix
+        x = frozen
         if k < len(trunk.blocks):
             for block in trunk.blocks[k:]:
                 x = block(x)
@@ -194,14 +197,14 @@ class AddressCLIP(nn.Module):
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """Tokens padded only to the longest text of this call (trailing all-pad columns dropped)."""
         tokens = self.tokenizer(list(texts))
-        used = (tokens != self._pad_id).any(dim=0).nonzero()
+        used = (tokens != self.pad_id).any(dim=0).nonzero()
         return tokens[:, : int(used.max()) + 1] if len(used) else tokens[:, :1]
 
-    def _trunk_text(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text_trunk(self, tokens: torch.Tensor) -> torch.Tensor:
         """Text features before the final projection."""
-        if self._hf_text:
+        if self.hf_text:
             text = self.clip.text
-            mask = (tokens != self._pad_id).long()
+            mask = (tokens != self.pad_id).long()
             out = text.transformer(input_ids=tokens, attention_mask=mask)
             return text.pooler(out, mask)
         clip = self.clip  # open_clip's built-in CLIP text tower, with the position table cut to the length used
@@ -212,8 +215,8 @@ class AddressCLIP(nn.Module):
         x = clip.ln_final(x)
         return open_clip.transformer.text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
 
-    def _project_text(self, x: torch.Tensor) -> torch.Tensor:
-        if self._hf_text:
+    def project_text(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hf_text:
             return self.clip.text.proj(x)
         proj = self.clip.text_projection
         if proj is None:
@@ -226,13 +229,13 @@ class AddressCLIP(nn.Module):
             missing = [t for t in texts if t not in self._text_cache]
             if missing:
                 with torch.no_grad():
-                    pooled = self._trunk_text(self.tokenize(missing).to(self.device))
+                    pooled = self.encode_text_trunk(self.tokenize(missing).to(self.device))
                 for t, p in zip(missing, pooled):
                     self._text_cache[t] = p
             pooled = torch.stack([self._text_cache[t] for t in texts])
         else:
-            pooled = self._trunk_text(self.tokenize(texts).to(self.device))
-        feats = self._project_text(pooled)
+            pooled = self.encode_text_trunk(self.tokenize(texts).to(self.device))
+        feats = self.project_text(pooled)
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
@@ -242,6 +245,10 @@ class AddressCLIP(nn.Module):
             inverse.append(unique.setdefault(t, len(unique)))
         feats = self.encode_unique_texts(list(unique), normalize=normalize)
         return feats[torch.as_tensor(inverse, device=feats.device)]
+
+    def remember_text_trunk(self, texts: list[str], pooled: torch.Tensor) -> None:
+        """Keep frozen text-trunk outputs computed elsewhere (e.g. read from disk) for `encode_text` to reuse."""
+        self._text_cache.update({t: p.to(self.device) for t, p in zip(texts, pooled)})
 
     def clear_text_cache(self) -> None:
         self._text_cache.clear()

@@ -22,3 +22,9 @@ def outputs_root() -> Path:
 
 def runs_root() -> Path:
     return outputs_root() / "runs"
+
+
+def features_root(runs_dir: str | Path | None = None) -> Path:
+    """Cached features (`cache`, `frozen_layers`, `features`): beside the runs folder, so a custom `runs_dir`
+    keeps its caches with it; by default ``outputs/features``."""
+    return Path(runs_dir).parent / "features" if runs_dir else outputs_root() / "features"

@@ -5,8 +5,9 @@
     locator.set_candidates(["Mannerheimintie & Kaivokatu, Helsinki 00100", ...])  # new streets, no retraining
 
 The candidate side (the "gallery") is encoded once per (checkpoint, candidate list, template) and cached next
-to the checkpoint as a safetensors file, so the next call with the same list only reads it back. Ranking is
-chunked over both images and candidates, so 100,000 candidates never need an [N, 100k] score matrix.
+to the checkpoint (a checksummed file, `cache`), so the next call with the same list only reads it back. Models,
+texts, images and rankings go through the one inference path (`inference`): ranking is chunked over both images
+and candidates, so 100,000 candidates never need an [N, 100k] score matrix.
 Unreadable images are reported (a warning, and ``frame.attrs["skipped"]``) and skipped; the rest are predicted.
 
 A city needs no dataset: ``AddressLocator.from_checkpoint(run, osm="city.osm.pbf")`` (or
@@ -17,9 +18,6 @@ EXIF GPS, ``photo_lat``/``photo_lon`` and ``distance_m``, the metres from the ph
 """
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
-from .data import ADDRESS_TEMPLATE, open_image
-
-log = logging.getLogger(__name__)
+from . import cache
+from .data import ADDRESS_TEMPLATE, ImageRows
+from .inference import encode_images, encode_texts, load_model, topk
 
 # Bump when the way candidate texts are turned into embeddings changes: old cache files then miss.
-GALLERY_CACHE_VERSION = "1"
+GALLERY_CACHE_VERSION = "2"  # 2: checksummed files written by `cache`
 CACHE_FOLDER = "gallery_cache"
 
 ImageInput = Union[str, Path, Image.Image]
@@ -67,9 +64,15 @@ def read_candidates(source: Sequence[str] | str | Path) -> list[str]:
 
 def dataset_candidates(name_or_path: str | Path) -> list[str]:
     """Every address of a built dataset (the gallery evaluation ranks)."""
+    return _dataset_addresses(name_or_path)[0]
+
+
+def _dataset_addresses(name_or_path: str | Path):
+    """A dataset's addresses and their places (address -> geometry)."""
     from .datasets import load_dataset
 
-    return load_dataset(name_or_path).addresses
+    ds = load_dataset(name_or_path)
+    return ds.addresses, ds.address_shapes
 
 
 def osm_candidate_shapes(source: str | Path, spacing_m: float | None = None):
@@ -120,104 +123,10 @@ def _label(item: ImageInput, i: int) -> str:
     return str(item) if not isinstance(item, Image.Image) else f"<image {i}>"
 
 
-class _ImageBatch(torch.utils.data.Dataset):
-    """Inputs as (tensor or None, error or None): decoding errors travel with the item instead of raising."""
-
-    def __init__(self, items: list[ImageInput], transform, size_hint: int | None):
-        self.items, self.transform, self.size_hint = items, transform, size_hint
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        try:
-            return self.transform(open_image(self.items[i], self.size_hint)), None
-        except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds) skips this input only
-            return None, f"{type(exc).__name__}: {exc}"
-
-
-def _collate(batch):
-    return batch  # a list of (tensor | None, error | None); stacking happens after dropping failures
-
-
-# --------------------------------------------------------------------------------------------------- top-k
-def chunked_topk(queries: torch.Tensor, gallery: torch.Tensor, k: int, query_chunk: int = 256,
-                 gallery_chunk: int = 32768) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k dot-product scores and indices of each query against the gallery, best first.
-
-    Scores exist only for one [query_chunk, gallery_chunk] block at a time; a running top-k is merged
-    across gallery blocks, so memory does not grow with the number of candidates."""
-    k = min(int(k), gallery.shape[0])
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    all_scores, all_idx = [], []
-    for i in range(0, len(queries), query_chunk):
-        q = queries[i : i + query_chunk]
-        best_s = best_i = None
-        for j in range(0, gallery.shape[0], gallery_chunk):
-            block = q @ gallery[j : j + gallery_chunk].T
-            s, idx = block.topk(min(k, block.shape[1]), dim=1)
-            idx = idx + j
-            if best_s is not None:  # merge with the best so far (fewer than k columns while blocks are small)
-                s, pos = torch.cat([best_s, s], dim=1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
-                idx = torch.cat([best_i, idx], dim=1).gather(1, pos)
-            best_s, best_i = s, idx
-        all_scores.append(best_s)
-        all_idx.append(best_i)
-    if not all_scores:
-        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
-    return torch.cat(all_scores), torch.cat(all_idx)
-
-
 # ------------------------------------------------------------------------------------------- gallery cache
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file's bytes (a checkpoint's identity, wherever it is copied to)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def gallery_key(checkpoint_digest: str, candidates: Sequence[str], template: str) -> str:
-    """Hash of everything the gallery embeddings depend on."""
-    h = hashlib.sha256()
-    for part in (GALLERY_CACHE_VERSION, checkpoint_digest, template, str(len(candidates))):
-        h.update(part.encode() + b"\0")
-    for text in candidates:
-        h.update(text.encode("utf-8") + b"\0")
-    return h.hexdigest()[:32]
-
-
-def load_cached_gallery(path: Path, count: int) -> torch.Tensor | None:
-    """The cached embeddings, or None when missing or unreadable (a bad file is simply recomputed)."""
-    if not path.exists():
-        return None
-    from safetensors.torch import load_file
-
-    try:
-        emb = load_file(str(path))["embeddings"]
-    except Exception as exc:  # truncated or foreign file: a cache miss, not an error
-        log.warning("ignoring unreadable gallery cache %s: %s", path, exc)
-        return None
-    return emb if emb.ndim == 2 and emb.shape[0] == count else None
-
-
-def save_cached_gallery(path: Path, embeddings: torch.Tensor, metadata: dict[str, str]) -> bool:
-    """Write atomically (temp file, then rename); False when the folder is not writable."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": embeddings.contiguous().cpu()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-        return True
-    except OSError as exc:
-        if tmp.exists():
-            tmp.unlink()
-        log.warning("cannot write gallery cache %s (%s); embeddings stay in memory only", path, exc)
-        return False
+    """Digest of everything the gallery embeddings depend on."""
+    return cache.digest("gallery", GALLERY_CACHE_VERSION, checkpoint_digest, template, list(candidates), length=32)
 
 
 # ----------------------------------------------------------------------------------------------- locator
@@ -271,36 +180,27 @@ class AddressLocator:
         `dataset`). Candidates come from `candidates` (a list or a text file), else `osm` (the sub-street
         addresses of an OpenStreetMap extract, from its map alone), else `dataset`'s addresses, else the addresses
         of the dataset the run was trained on. Extracts and datasets also give each address its place."""
-        from .model import create_model
-        from .runs import load_checkpoint, resolve_run
-        from .train import resolve_device
-
-        where = resolve_run(None if checkpoint is None else str(checkpoint), dataset=None if dataset is None else str(dataset))
-        model_pt = where / "model.pt" if where.is_dir() else where
-        state = load_checkpoint(model_pt)  # read once: weights, spec and the training config
-        config = state.get("config") or {}
         # candidates before the model: a bad list, extract or an unknown dataset fails fast
-        shapes = None
         if sum(x is not None for x in (candidates, osm)) > 1:
             raise ValueError("pass either candidates (a list or file of addresses) or osm (an OSM extract), not both")
+        shapes = None
         if candidates is not None:
             texts = read_candidates(candidates)
         elif osm is not None:
             shapes = osm_candidate_shapes(osm)
             texts = list(shapes.index)
         else:
-            from .datasets import load_dataset
-
-            name = dataset if dataset is not None else config.get("dataset")
+            texts = None
+            if dataset is not None:
+                texts, shapes = _dataset_addresses(dataset)
+        model = load_model(checkpoint, device=device, dataset=dataset)
+        if texts is None:  # the addresses of the dataset the run was trained on
+            name = model.train_config.get("dataset")
             if not name:
-                raise ValueError(f"{model_pt} does not say which dataset it was trained on; pass candidates, osm or dataset")
-            ds = load_dataset(name)
-            texts, shapes = ds.addresses, ds.address_shapes
-        model = create_model(device=resolve_device(device), **{**state["spec"], "pretrained": None})  # weights: below
-        model.spec.pretrained = state["spec"].get("pretrained")
-        model.clip.load_state_dict(state.pop("model"))
-        locator = cls(model, checkpoint=model_pt, **kwargs)
-        locator.train_config = config
+                raise ValueError(f"{model.checkpoint} does not say which dataset it was trained on; pass candidates, osm or dataset")
+            texts, shapes = _dataset_addresses(name)
+        locator = cls(model, checkpoint=model.checkpoint, **kwargs)
+        locator.train_config = model.train_config
         locator.set_candidates(texts, shapes=shapes)
         return locator
 
@@ -325,15 +225,12 @@ class AddressLocator:
         self.points = address_points(self.shapes) if self.shapes is not None else None
         start = time.perf_counter()
         key, path = self._cache_path(texts)
-        emb = load_cached_gallery(path, len(texts)) if path is not None else None
-        from_cache = emb is not None
-        if emb is None:
-            emb = self.encode_candidates(texts)
-            if path is not None:
-                save_cached_gallery(path, emb, {"count": str(len(texts)), "template": self.template,
-                                                "checkpoint": str(self.checkpoint), "version": GALLERY_CACHE_VERSION})
+        payload, from_cache = cache.load_or_compute(
+            path, lambda: {"embeddings": encode_texts(self.model, [self.template.format(address=t) for t in texts],
+                                                      self.text_batch_size, self.progress, "candidate addresses").cpu()},
+            valid=lambda p: p["embeddings"].ndim == 2 and p["embeddings"].shape[0] == len(texts))
         self.candidates = texts
-        self.gallery = emb.to(self.model.device)
+        self.gallery = payload["embeddings"].to(self.model.device)
         self.gallery_info = GalleryInfo(len(texts), key, path, from_cache, time.perf_counter() - start)
         return self.gallery_info
 
@@ -341,57 +238,30 @@ class AddressLocator:
         if self.cache_dir is None:
             return gallery_key("uncached", texts, self.template), None
         if self._checkpoint_digest is None:
-            self._checkpoint_digest = file_digest(self.checkpoint)
+            self._checkpoint_digest = cache.file_digest(self.checkpoint)
         key = gallery_key(self._checkpoint_digest, texts, self.template)
-        return key, self.cache_dir / f"gallery-{key}.safetensors"
-
-    @torch.inference_mode()
-    def encode_candidates(self, texts: list[str]) -> torch.Tensor:
-        """Normalised text embeddings [A, D] (float32), in batches of similar length: each batch is padded
-        only to its longest text, so sorting by length saves the padding (the result does not change)."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = None  # filled in place: no list of batches to concatenate (a second copy at 100k candidates)
-        for start in tqdm(range(0, len(texts), self.text_batch_size), desc="candidate addresses",
-                          disable=not self.progress, leave=False):
-            rows = order[start : start + self.text_batch_size]
-            feats = self.model.encode_text([self.template.format(address=texts[i]) for i in rows]).float().cpu()
-            if out is None:
-                out = torch.empty(len(texts), feats.shape[1])
-            out[torch.as_tensor(rows)] = feats
-        return out
+        return key, self.cache_dir / f"gallery-{key}.pt"
 
     # --- images ---------------------------------------------------------------------------------
-    @torch.inference_mode()
     def embed_images(self, images: ImageInput | Iterable[ImageInput]) -> tuple[list[str], torch.Tensor, dict[str, str]]:
         """Normalised image embeddings of every readable input: (labels, [N, D] float32, skipped {label: reason})."""
         items = list_images([images] if isinstance(images, (str, Path, Image.Image)) else images)
-        rows = _ImageBatch(items, self.model.preprocess_val, self.model.image_size)
-        loader = torch.utils.data.DataLoader(rows, batch_size=self.batch_size, num_workers=self.num_workers,
-                                             collate_fn=_collate, shuffle=False)
-        labels, feats, skipped, n = [], [], {}, 0
-        for batch in tqdm(loader, desc="images", disable=not self.progress, leave=False):
-            good = []
-            for tensor, error in batch:
-                if error is None:
-                    good.append(tensor)
-                    labels.append(_label(items[n], n))
-                else:
-                    skipped[_label(items[n], n)] = error
-                n += 1
-            if good:
-                feats.append(self.model.encode_image(torch.stack(good).to(self.model.device)).float())
-        dim = self.gallery.shape[1] if self.gallery is not None else 0
-        stacked = torch.cat(feats) if feats else torch.empty(0, dim, device=self.model.device)
+        rows = ImageRows(None, items, self.model.preprocess_val, self.model.image_size, report_errors=True)
+        feats, kept, failed = encode_images(self.model, rows, self.batch_size, self.num_workers, self.progress)
+        labels = [_label(items[i], i) for i in kept]
+        skipped = {_label(items[i], i): why for i, why in sorted(failed.items())}
+        if not kept:
+            feats = torch.empty(0, self.gallery.shape[1] if self.gallery is not None else 0, device=self.model.device)
         if skipped:
             message = f"skipped {len(skipped)} unreadable image(s): " + "; ".join(f"{k} ({v})" for k, v in list(skipped.items())[:5])
             warnings.warn(message + (" ..." if len(skipped) > 5 else ""), UnreadableImageWarning, stacklevel=3)
-        return labels, stacked, skipped
+        return labels, feats, skipped
 
     def rank(self, feats: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k cosine scores and candidate indices for image embeddings, best first."""
         if self.gallery is None:
             raise RuntimeError("no candidate addresses: call set_candidates() first")
-        scores, idx = chunked_topk(feats, self.gallery, k)
+        scores, idx = topk(feats, self.gallery, k)
         return scores.cpu().numpy(), idx.cpu().numpy()
 
     def predict(self, images: ImageInput | Iterable[ImageInput], k: int = 5,

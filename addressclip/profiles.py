@@ -21,7 +21,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 4, "batch_size": 32, "lr": 1e-3, "lr_min": 1e-5, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 0,
         # every experiment once, so that CI proves each one runs end to end (04 takes ~5 min on the tiny datasets)
-        "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
+        "experiments": ["losses", "geography_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
                         "caption_text", "labels", "towers", "coverage", "multi_city", "losses_frozen_image"],
         "seeds": [0], "ablation_overrides": {"train_image": "proj", "epochs": 4},
         "baseline_options": {},
@@ -33,7 +33,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "helsinki-synth", "align_dataset": "kotka-synth", "align_epochs": 3,
         "epochs": 8, "batch_size": 64, "lr": 5e-4, "lr_min": 5e-6, "train_image": "last:1", "train_text": "proj",
         "warmup_steps": 20,
-        "experiments": ["losses", "geo_form", "label_aware"], "seeds": [0, 1, 2],
+        "experiments": ["losses", "geography_form", "label_aware"], "seeds": [0, 1, 2],
         # the last image block trains, as in 02_train: with the image trunk frozen (`proj`) the auxiliary losses
         # measured no gain at all (see `losses_frozen_image`); 6 epochs (~35 s a run on cached frozen layers) so
         # that 21 runs fit the demo's 30 minutes
@@ -50,7 +50,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "dataset": "pitts-ial", "align_dataset": None, "align_epochs": 0,
         "epochs": 100, "batch_size": 256, "lr": 2.4e-5, "lr_min": 2.4e-8, "train_image": "all", "train_text": "all",
         "warmup_steps": 0,
-        "experiments": ["losses", "geo_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
+        "experiments": ["losses", "geography_form", "geo_weight", "caption_weight", "address_weight", "label_aware",
                         "caption_text", "labels", "towers", "coverage", "multi_city", "losses_frozen_image"],
         "seeds": [0, 1, 2],
         "ablation_overrides": {}, "baseline_options": {},

@@ -22,21 +22,15 @@ from .data import ADDRESS_TEMPLATE, CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, Spl
 from .datasets.registry import load_dataset
 from .distributed import DistInfo, all_reduce_mean, gather, init_distributed
 from .evaluate import evaluate
+from .frozen_layers import image_outputs, text_outputs
+from .inference import load_model, resolve_device
 from .losses import AddressCLIPLoss
 from .model import AddressCLIP, create_model
-from .paths import runs_root
-from .prefix_cache import prefix_features, warm_text_cache
+from .paths import features_root
 from .progress import enabled as progress_enabled
+from .runs import Run
 
 LOGIT_SCALE_MAX = math.log(100.0)
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
-    return name
 
 
 def seed_everything(seed: int) -> None:
@@ -45,30 +39,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu", **spec_overrides) -> AddressCLIP:
-    """Rebuild a model from a run folder or a model.pt (spec + weights). The `pretrained` file it started from
-    is recorded but not read again: the checkpoint holds every weight."""
-    state = runs.load_checkpoint(checkpoint)
-    spec = {**state["spec"], **spec_overrides}
-    model = create_model(device=device, **{**spec, "pretrained": None})
-    model.spec.pretrained = spec.get("pretrained")
-    model.clip.load_state_dict(state["model"])
-    return model
-
-
 def build_model(cfg: TrainConfig, device: str) -> AddressCLIP:
     """The model a run starts from: the `pretrained` file (or the offline backbone's packaged weights), or
-    `init_checkpoint` when given (e.g. the alignment run)."""
-    model = create_model(cfg.backbone, None if cfg.init_checkpoint else cfg.pretrained, cfg.image_size,
-                         cfg.train_image, cfg.train_text, cfg.image_resize_mode, device=device)
-    model.spec.pretrained = cfg.pretrained
-    if cfg.init_checkpoint:
-        state = runs.load_checkpoint(cfg.init_checkpoint)
-        if state["spec"]["backbone"] != cfg.backbone:
+    `init_checkpoint` when given (e.g. the alignment run), with what trains set by `cfg`."""
+    if not cfg.init_checkpoint:
+        model = create_model(cfg.backbone, cfg.pretrained, cfg.image_size, cfg.train_image, cfg.train_text,
+                             cfg.image_resize_mode, device=device)
+    else:
+        model = load_model(cfg.init_checkpoint, device, image_size=cfg.image_size, train_image=cfg.train_image,
+                           train_text=cfg.train_text, image_resize_mode=cfg.image_resize_mode)
+        if model.spec.backbone != cfg.backbone:
             raise ValueError(
-                f"init_checkpoint {cfg.init_checkpoint} holds backbone {state['spec']['backbone']!r}, not {cfg.backbone!r}"
+                f"init_checkpoint {cfg.init_checkpoint} holds backbone {model.spec.backbone!r}, not {cfg.backbone!r}"
             )
-        model.clip.load_state_dict(state["model"])
+    model.spec.pretrained = cfg.pretrained
     return model
 
 
@@ -92,14 +76,14 @@ def make_optimizer(model: AddressCLIP, cfg: TrainConfig) -> torch.optim.Optimize
 
 def training_step(
     model: AddressCLIP, loss_fn: AddressCLIPLoss, images: torch.Tensor | None, idx: torch.Tensor, table: SplitTable,
-    prefix: torch.Tensor | None = None,
+    frozen: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms of one step on the *global* batch: this rank's features are gathered (with gradient)
-    with every other rank's. Texts are encoded once per distinct string. With `prefix` (cached outputs of
+    with every other rank's. Texts are encoded once per distinct string. With `frozen` (cached outputs of
     the frozen image layers for every row) the images are not needed."""
     rows = idx.tolist()
-    if prefix is not None:
-        image_feats = gather(model.encode_image_from_prefix(prefix[idx].to(model.device)))
+    if frozen is not None:
+        image_feats = gather(model.encode_image_after_frozen(frozen[idx].to(model.device)))
     else:
         image_feats = gather(model.encode_image(images))
     addr_feats = cap_feats = None
@@ -138,23 +122,7 @@ def sync_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
         g.copy_(synced)
 
 
-def _check_same_run(run_dir: Path, cfg: TrainConfig) -> None:
-    params = run_dir / "params.json"
-    if not params.exists():
-        return
-    import json
-
-    stored = json.loads(params.read_text())["config"]
-    mine = cfg.identity()
-    diff = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
-    if diff:
-        raise ValueError(
-            f"run folder {run_dir} holds a run with other settings {diff} (stored, requested); "
-            f"choose another run_name or pass overwrite=True"
-        )
-
-
-def tensorboard_writer(run_dir: Path, enabled: bool):
+def tensorboard_writer(run: Run, enabled: bool):
     """A SummaryWriter into `<run>/tensorboard` (open with `tensorboard --logdir outputs/runs`) when the
     tensorboard package is installed; None otherwise or when not `enabled` (processes other than the main one)."""
     if not enabled:
@@ -163,16 +131,7 @@ def tensorboard_writer(run_dir: Path, enabled: bool):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional: results.jsonl holds the same numbers
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def default_run_name(cfg: TrainConfig) -> str:
-    stage = "align" if cfg.w_address == 0 and cfg.caption_text == "caption" else "train"
-    return f"{stage}-{Path(cfg.dataset).name}-{cfg.digest()}"
-
-
-def run_dir_of(cfg: TrainConfig) -> Path:
-    return Path(cfg.runs_dir or runs_root()) / (cfg.run_name or default_run_name(cfg))
+    return SummaryWriter(str(run.tensorboard_dir))
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -181,14 +140,12 @@ def train(cfg: TrainConfig) -> Path:
     info = init_distributed(device)
     if info.enabled and device.startswith("cuda"):
         device = f"cuda:{info.local_rank}"
-    run_dir = run_dir_of(cfg)
-    if cfg.overwrite and info.is_main and run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    _check_same_run(run_dir, cfg)
-    if (run_dir / "metrics.json").exists() and cfg.resume:
-        return run_dir  # finished: reuse
+    run = Run.of(cfg)
+    if cfg.overwrite and info.is_main:
+        run.remove()
+    run.check_identity(cfg)
+    if run.finished and cfg.resume:
+        return run.folder  # finished: reuse
     progress = progress_enabled(cfg.progress) and info.is_main
 
     seed_everything(cfg.seed)
@@ -206,23 +163,21 @@ def train(cfg: TrainConfig) -> Path:
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(table.paths)} training images of {cfg.dataset!r}")
     total_steps = steps_per_epoch * cfg.epochs
-    loss_fn = AddressCLIPLoss(cfg.loss_weights, cfg.geo_form, cfg.label_aware)
+    loss_fn = AddressCLIPLoss(cfg.loss_weights, cfg.geography_form, cfg.label_aware)
     optimizer = make_optimizer(model, cfg)
     trainable = [p for p in model.clip.parameters() if p.requires_grad]
     amp = cfg.amp and device.startswith("cuda")
 
     start_epoch = 0
-    last = run_dir / "checkpoints" / "last.pt"
-    if cfg.resume and last.exists():
-        state = runs.load_checkpoint(last, map_location=device)
+    state = run.load_last(map_location=device) if cfg.resume else None
+    if state is not None:
         model.clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         from .model import count_parameters
 
-        runs.write_json(run_dir / "params.json", {
+        run.write_params({
             "config": cfg.identity(), "run_control": {k: v for k, v in cfg.to_dict().items() if k not in cfg.identity()},
             "code_version": runs.code_version(), "environment": runs.environment(), "device": device,
             "world_size": info.world_size, "dataset_card": {k: ds.card.get(k) for k in ("name", "images", "addresses", "synthetic")},
@@ -234,28 +189,28 @@ def train(cfg: TrainConfig) -> Path:
     transform = model.preprocess_train if cfg.augment else model.preprocess_val
     rows = table.rows(transform, None if cfg.augment else model.image_size)  # random crops need full resolution
     use_cache = cfg.cache_frozen_image and not cfg.augment
-    features_dir = run_dir.parent.parent / "features"
+    features_dir = features_root(cfg.runs_dir)
 
     def cached(paths: list[str]):
         if not use_cache:
             return None
-        return prefix_features(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=features_dir,
-                               num_workers=cfg.num_workers, progress=progress)
+        return image_outputs(model, paths, model.preprocess_val, max_gb=cfg.cache_max_gb, cache_dir=features_dir,
+                             num_workers=cfg.num_workers, progress=progress)
 
     # frozen text-trunk outputs of every training text and candidate address, from disk when known (a no-op
     # unless the text trunk is frozen; image augmentation does not change texts)
-    warm_text_cache(model, table.address_texts + table.caption_texts + [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses],
+    text_outputs(model, table.address_texts + table.caption_texts + [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses],
                     cache_dir=features_dir, progress=progress)
-    prefix = cached(table.paths)
-    if prefix is not None:
+    frozen = cached(table.paths)
+    if frozen is not None:
         rows = IndexRows(len(rows))  # the loader then yields row indices only: no image is decoded again
-    writer = tensorboard_writer(run_dir, info.is_main)
+    writer = tensorboard_writer(run, info.is_main)
     epochs_run = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.stop_after_epochs is not None and epochs_run >= cfg.stop_after_epochs:
             if writer is not None:
                 writer.close()
-            return run_dir
+            return run.folder
         seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
         sampler.set_epoch(epoch)
         loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
@@ -269,8 +224,8 @@ def train(cfg: TrainConfig) -> Path:
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                losses = training_step(model, loss_fn, None if prefix is not None else images.to(device, non_blocking=True),
-                                       idx, table, prefix)
+                losses = training_step(model, loss_fn, None if frozen is not None else images.to(device, non_blocking=True),
+                                       idx, table, frozen)
             total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -292,7 +247,7 @@ def train(cfg: TrainConfig) -> Path:
         record.update({k: all_reduce_mean(v / steps_per_epoch) for k, v in sums.items()})
         if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress,
-                           prefix=cached([str(ds.root / p) for p in ds.split("val")["image"]]))
+                           frozen=cached([str(ds.root / p) for p in ds.split("val")["image"]]))
             record.update({f"val_{k}": v for k, v in val.quality.items()})
         if writer is not None:
             for k, v in record.items():
@@ -300,9 +255,10 @@ def train(cfg: TrainConfig) -> Path:
                     writer.add_scalar(f"epoch/{k}", v, record["step"])
             writer.flush()
         if info.is_main:
-            runs.append_jsonl(run_dir / "results.jsonl", record)
-            runs.save_checkpoint(last, {"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "epoch": epoch + 1, "spec": model.spec.to_dict()})
+            # the checkpoint first: an epoch's row exists only once the state it describes is on disk
+            run.save_last({"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
+                           "epoch": epoch + 1, "spec": model.spec.to_dict()})
+            run.append_result(record)
             if progress:
                 tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
         epochs_run += 1
@@ -312,19 +268,18 @@ def train(cfg: TrainConfig) -> Path:
     if writer is not None:
         writer.close()
     if info.is_main:
-        runs.save_checkpoint(run_dir / "model.pt", {"model": model.clip.state_dict(), "spec": model.spec.to_dict(),
-                                                    "config": cfg.identity()})
-        metrics = {"run": run_dir.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
+        run.save_model({"model": model.clip.state_dict(), "spec": model.spec.to_dict(), "config": cfg.identity()})
+        metrics = {"run": run.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
         if cfg.final_split:
             result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress,
-                              prefix=cached([str(ds.root / p) for p in ds.split(cfg.final_split)["image"]]))
+                              frozen=cached([str(ds.root / p) for p in ds.split(cfg.final_split)["image"]]))
             metrics.update(result.metrics)
-            result.per_address.to_csv(run_dir / "per_address.csv", index=False)
-            result.predictions.to_parquet(run_dir / "predictions.parquet", index=False)
-        runs.write_json(run_dir / "metrics.json", metrics)
+            run.finish(metrics, result.per_address, result.predictions)
+        else:
+            run.finish(metrics)
     if info.enabled:
         torch.distributed.barrier()
-    return run_dir
+    return run.folder
 
 
 def aligned_start(cfg: TrainConfig, align_dataset: str | None, align_epochs: int | None) -> TrainConfig:

@@ -23,6 +23,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from .cache import atomic_write
+from .data import open_image
 from .metrics import per_address_table
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,8 @@ def save_figure(fig: Figure, save_dir: str | Path | None, name: str) -> Path | N
     """Write `fig` as `<save_dir>/<name>.png` (nothing when save_dir is None)."""
     if save_dir is None:
         return None
-    path = Path(save_dir) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)  # a half-written figure never replaces a good one
-    return path
+    # a half-written figure never replaces a good one
+    return atomic_write(Path(save_dir) / f"{name}.png", lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight"))
 
 
 def outcome(predictions: pd.DataFrame) -> pd.Series:
@@ -255,8 +253,7 @@ def plot_examples(predictions: pd.DataFrame, root: str | Path, kind: str, n: int
             ax.axis("off")
         axes[0, 0].text(0.5, 0.5, f"no {OUTCOME_TITLES[kind]} in these predictions", ha="center", va="center")
     for c, (_, row) in enumerate(chosen.iterrows()):
-        with Image.open(Path(root) / row["image"]) as im:
-            axes[0, c].imshow(im.convert("RGB"))
+        axes[0, c].imshow(open_image(Path(root) / row["image"]))
         axes[0, c].set_xticks([]), axes[0, c].set_yticks([])
         axes[0, c].set_title(f"true: {short_address(row['address'])}", fontsize=8)
         text_ax = axes[1, c]
@@ -397,10 +394,7 @@ def _cam_from(acts: torch.Tensor, grads: torch.Tensor) -> np.ndarray:
 def saliency_map(model, image: Image.Image | str | Path, text: str) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM of the image-text cosine similarity: (map in [0, 1] at the model's input size, the model's
     input image as RGB in [0, 1], to overlay it on)."""
-    from .data import open_image
-
-    pil = image if isinstance(image, Image.Image) else open_image(image)
-    x = model.preprocess_val(pil.convert("RGB")).unsqueeze(0).to(model.device)
+    x = model.preprocess_val(open_image(image)).unsqueeze(0).to(model.device)
     x.requires_grad_(True)  # frozen towers: make the graph track activations anyway
     _, layer = saliency_layer(model)
     store: dict[str, torch.Tensor] = {}

@@ -1,4 +1,4 @@
-"""Time and memory to build a synthetic dataset end to end (default: helsinki-synth, demo profile).
+"""Time and memory to build a synthetic dataset end to end (default: helsinki-synth, full city scale).
 
     .venv/bin/python bench/bench_build.py                      # helsinki-synth into a temp folder
     .venv/bin/python bench/bench_build.py --dataset kotka-synth-tiny --workers 1
@@ -27,7 +27,7 @@ from addressclip.datasets import build_dataset, read_dataset  # noqa: E402
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="helsinki-synth", help="registry name of a synthetic dataset")
-    ap.add_argument("--workers", type=int, default=None, help="render processes (default: the profile's)")
+    ap.add_argument("--workers", type=int, default=None, help="render processes (default: the city scale's)")
     ap.add_argument("--tracemalloc", action="store_true", help="trace the peak Python heap of the main process")
     ap.add_argument("--keep", action="store_true", help="keep the built folder and print where it is")
     args = ap.parse_args(argv)

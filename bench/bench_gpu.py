@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     model = create_model(cfg.backbone, None, cfg.image_size, cfg.train_image, cfg.train_text, device=device)
     optimizer = make_optimizer(model, cfg)  # Adam 0.9 / 0.98, eps 1e-6, no weight decay (the paper's)
-    loss_fn = AddressCLIPLoss(cfg.loss_weights, cfg.geo_form, cfg.label_aware)
+    loss_fn = AddressCLIPLoss(cfg.loss_weights, cfg.geography_form, cfg.label_aware)
     table = synthetic_table(args.rows, args.addresses)
     params = count_parameters(model)
 

@@ -6,7 +6,7 @@ no de-duplication, no caching.
 
 Both steps use the same model weights, trainable parameters, batch and losses; the first batch's losses
 are checked equal (to 1e-5) before timing. A third figure is our step as the training loop runs it from the
-second epoch on: the frozen image layers' outputs come from the cache (prefix_cache.py), computed once per
+second epoch on: the frozen image layers' outputs come from the cache (frozen_layers.py), computed once per
 image and weights (that one-off cost, the same as one forward pass of those layers, is reported apart).
 """
 from __future__ import annotations
@@ -92,11 +92,11 @@ def main():
         n = args.batch_size * args.steps
         ours.eval()
         start = time.perf_counter()
-        prefix = torch.zeros((len(rows),) + ours.encode_image_prefix(batches[0][0][:1]).shape[1:])
+        frozen = torch.zeros((len(rows),) + ours.encode_frozen_image_layers(batches[0][0][:1]).shape[1:])
         for images, idx in batches:
-            prefix[idx] = ours.encode_image_prefix(images)
+            frozen[idx] = ours.encode_frozen_image_layers(images)
         once = n / (time.perf_counter() - start)
-        c = time_steps(training_step, ours, loss_fn, [(None, idx) for _, idx in batches], table, prefix=prefix)
+        c = time_steps(training_step, ours, loss_fn, [(None, idx) for _, idx in batches], table, frozen=frozen)
         print(f"ours with cached frozen image layers {c:.1f} images/s | ratio {c / r:.2f}x "
               f"(one-off caching pass {once:.1f} images/s)")
 

@@ -35,7 +35,7 @@ def test_investigation_names_real_variants_and_gives_paired_verdicts():
     for variant, against in ablations.INVESTIGATION.values():
         assert variant in labels and against in labels
     rates = {("losses", "address"): 0.3, ("losses", "address+caption+geography"): 0.6, ("losses", "address+geography"): 0.3,
-             ("geo_form", "literal"): 0.05, ("geo_form", "similarity"): 0.6}
+             ("geography_form", "literal"): 0.05, ("geography_form", "similarity"): 0.6}
     runs = pd.DataFrame([{"experiment": e, "variant": v, "seed": s, "SSA-1": 100 * r,
                           "test_hits": _hits(r, seed=hash((e, v, s)) % 1000)}
                          for (e, v), r in rates.items() for s in (0, 1, 2)])
@@ -64,7 +64,7 @@ def test_variant_configs(tiny_dataset):
     assert losses["address"].w_caption == 0 and losses["address"].w_geography == 0 and losses["address"].seed == 1
     assert losses["caption"].w_address == 0
     # the full model and the defaults of other experiments are the same run (reused, not trained twice)
-    same = ablations.variant_config(base, ablations.EXPERIMENTS["geo_form"][0], seed=1)
+    same = ablations.variant_config(base, ablations.EXPERIMENTS["geography_form"][0], seed=1)
     assert same.digest() == losses["address+caption+geography"].digest()
     multi = ablations.EXPERIMENTS["multi_city"][1]
     assert ablations.variant_config(base, multi, 0, second_city="kotka-synth-tiny").extra_datasets == ["kotka-synth-tiny"]

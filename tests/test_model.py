@@ -105,18 +105,18 @@ def test_open_clip_backbone_from_local_file(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["last:2", "proj"])
-def test_cached_image_prefix_is_exact(mode):
+def test_cached_frozen_image_layers_are_exact(mode):
     m = create_model(train_image=mode).eval()
     x = torch.rand(3, 3, 128, 128)
     with torch.no_grad():
         direct = m.encode_image(x)
-        via_prefix = m.encode_image_from_prefix(m.encode_image_prefix(x))
+        via_prefix = m.encode_image_after_frozen(m.encode_frozen_image_layers(x))
     assert torch.allclose(direct, via_prefix, atol=1e-5)
     assert create_model(train_image="all").frozen_image_blocks() is None
 
 
 def test_text_cache_from_disk_is_exact(tmp_path):
-    from addressclip.prefix_cache import warm_text_cache
+    from addressclip.frozen_layers import text_outputs as warm_text_cache
 
     texts = ["Esplanadi & Unioninkatu, Helsinki 00130", "A street view of a red building.", "Mikonkatu"]
     torch.manual_seed(0)  # same projection in a and c

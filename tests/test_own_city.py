@@ -89,14 +89,14 @@ def test_extract_formats_give_the_same_city(hatfield, tmp_path):
 
 def test_rendered_city_from_an_extract(hatfield, tmp_path, monkeypatch):
     monkeypatch.setenv("ADDRESSCLIP_DATA", str(tmp_path / "data"))
-    folder = build_dataset("hatfield-synth", osm=hatfield, profile="tiny", image_size=16, max_locations=30,
+    folder = build_dataset("hatfield-synth", osm=hatfield, city_scale="tiny", image_size=16, max_locations=30,
                            progress=False)
     assert folder == tmp_path / "data" / "hatfield-synth"
     ds = load_dataset("hatfield-synth")  # by name, from the data root, as well as by folder
     assert ds.root == load_dataset(folder).root
     card = ds.card
     assert card["city"] == "Hatfield" and card["epsg"] == 32630 and card["synthetic"] is True
-    assert card["osm_source"] == str(hatfield.resolve()) and card["build_parameters"]["profile"] == "tiny"
+    assert card["osm_source"] == str(hatfield.resolve()) and card["build_parameters"]["city_scale"] == "tiny"
     assert sum(card["locations"].values()) == 30 and sum(card["images"].values()) == 120
     assert set(ds.samples["street"]) <= set(STREETS) and ds.samples["street"].nunique() >= 3
     assert all(a.startswith(s) and a.endswith(", Hatfield") for a, s in zip(ds.samples["address"], ds.samples["street"]))
@@ -113,8 +113,8 @@ def test_dataset_names_for_your_own_city(hatfield, tmp_path, monkeypatch):
         build_dataset("my/city", osm=hatfield)
     with pytest.raises(ValueError, match="unknown dataset 'hatfield'.*osm=<OSM extract>"):
         build_dataset("hatfield")
-    with pytest.raises(ValueError, match="unknown profile 'huge' for a rendered city; valid: tiny, demo"):
-        build_dataset("hatfield", osm=hatfield, profile="huge")
+    with pytest.raises(ValueError, match="unknown city_scale 'huge' for a rendered city; valid: tiny, full"):
+        build_dataset("hatfield", osm=hatfield, city_scale="huge")
     with pytest.raises(ValueError, match="pass photos=<folder> too"):
         build_dataset("hatfield", osm=hatfield, coordinates="coords.csv")
 
@@ -132,7 +132,7 @@ def test_non_latin_street_names_are_kept(hatfield, tmp_path):
     addresses = list(city_addresses(extract)["address"])
     assert "Лемсфорд-роуд & Oak Tree Close, Hatfield Intl" in addresses
     assert any(a.startswith("ウェルフィールド通り & Лемсфорд-роуд") for a in addresses)
-    out = build_dataset("intl", out_dir=tmp_path / "intl", osm=extract, profile="tiny", image_size=16,
+    out = build_dataset("intl", out_dir=tmp_path / "intl", osm=extract, city_scale="tiny", image_size=16,
                         max_locations=40, progress=False)
     samples = load_dataset(out).samples
     assert set(samples["street"]) & set(names.values())  # names travel unchanged into the table
@@ -190,18 +190,18 @@ def test_extract_without_buildings_says_what_it_found(hatfield, tmp_path):
         load_osm(extract)
 
 
-def test_extract_too_large_for_the_profile_says_how_to_thin_it(hatfield, tmp_path):
+def test_extract_too_large_for_the_city_scale_says_how_to_thin_it(hatfield, tmp_path):
     region = tmp_path / "england-latest.osm.pbf"
     with open(region, "wb") as fh:
         fh.truncate(int((MAX_EXTRACT_MB + 1) * 2**20))  # size is checked before parsing: a sparse file is enough
     with pytest.raises(ExtractTooLargeError, match=r"is 101 MB.*osmium extract -b LON_MIN,LAT_MIN,LON_MAX,LAT_MAX"):
         build_dataset("england", out_dir=tmp_path / "england", osm=region, progress=False)
-    # the whole demo city must fit its camera cap: 3.7 km of streets at 12 m needs ~310 locations, not 20
+    # the full-scale city must fit its camera cap: 3.7 km of streets at 12 m needs ~310 locations, not 20
     with pytest.raises(ExtractTooLargeError, match=r"3\.7 km of named streets.*at most 20 camera locations along them, "
                                                    r"186 m apart.*a 0\.3 x 0\.3 km box around its centre: `osmium extract "
                                                    r"-b -0\.2\d+,51\.76\d+,-0\.2\d+,51\.76\d+ .*hatfield.osm.pbf -o "
                                                    r"hatfield-centre.osm.pbf`"):
-        build_dataset("hatfield", out_dir=tmp_path / "h", osm=hatfield, profile="demo", max_locations=20,
+        build_dataset("hatfield", out_dir=tmp_path / "h", osm=hatfield, city_scale="full", max_locations=20,
                       progress=False)
     assert not (tmp_path / "h" / "card.json").exists()
 
@@ -366,8 +366,12 @@ def test_build_command_for_your_own_photos(photo_folder, hatfield, tmp_path, mon
     assert "27 images" in err and "5 addresses, 4 streets; skipped 10: bad_gps 1" in err and "unsupported_format 1" in err
     assert main(["build", "walk2", "--osm", str(tmp_path / "missing.osm.pbf"), "--photos", str(folder)]) == 2
     assert "missing.osm.pbf" in capsys.readouterr().err
-    assert main(["build", "helsinki-synth", "--profile", "tiny"]) == 2
-    assert "--profile shape your own city; registry dataset 'helsinki-synth'" in capsys.readouterr().err
+    assert main(["build", "helsinki-synth", "--city-scale", "tiny"]) == 2
+    assert "--city-scale shape your own city; registry dataset 'helsinki-synth'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "walk3", "--osm", str(hatfield), "--city-scale", "demo"])
+    err = capsys.readouterr().err  # argparse quotes the choices or not, by Python version
+    assert "--city-scale: invalid choice: 'demo'" in err and "tiny" in err.split("invalid choice")[1] and "full" in err
     assert main(["build", "atlantis"]) == 2
     assert "unknown dataset 'atlantis'" in capsys.readouterr().err and not (tmp_path / "atlantis").exists()
 

@@ -30,7 +30,7 @@ def journey(tmp_path_factory):
         city = root / "data" / "hatfield"
         times = {
             "01 city": run_notebook("01_build_dataset", executed, "-city", dataset="hatfield", osm=str(extract),
-                                    city_profile="tiny", max_locations=40),
+                                    city_scale="tiny", max_locations=40),
             "01 photos": run_notebook("01_build_dataset", executed, "-photos", dataset="hatfield-photos", osm=str(extract),
                                       photos=str(photos), coordinates=str(expected["csv"])),
             "02 smoke": run_notebook("02_train", executed, profile="smoke", dataset=str(city), align_dataset="", epochs=2,

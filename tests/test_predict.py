@@ -11,8 +11,9 @@ from addressclip.cli import main
 from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
 from addressclip.data import to_rgb
-from addressclip.predict import (AddressLocator, UnreadableImageWarning, chunked_topk, gallery_key, read_candidates,
-                                 to_long, to_records)
+from addressclip.cache import DamagedCacheWarning
+from addressclip.inference import topk
+from addressclip.predict import AddressLocator, UnreadableImageWarning, gallery_key, read_candidates, to_long, to_records
 from addressclip.runs import save_checkpoint
 
 
@@ -68,8 +69,8 @@ def test_folder_with_bad_and_odd_images(locator, image_folder, folder_frame):
     assert _names(frame.attrs["skipped"]) == UNREADABLE
     assert len(frame) == 2 + len(READABLE) and READABLE <= _names(frame["image"])
     assert "notes.txt" not in _names(frame["image"]) | _names(frame.attrs["skipped"])
-    for topk, scores in zip(frame["topk"], frame["scores"]):
-        assert len(topk) == 3 and set(topk) <= set(locator.candidates) and scores == sorted(scores, reverse=True)
+    for ranked, scores in zip(frame["topk"], frame["scores"]):
+        assert len(ranked) == 3 and set(ranked) <= set(locator.candidates) and scores == sorted(scores, reverse=True)
     assert (frame["address"] == frame["topk"].str[0]).all()
     # an explicitly named unreadable file is reported too, and the good one still predicted
     with pytest.warns(UnreadableImageWarning):
@@ -109,9 +110,9 @@ def test_chunked_topk_equals_full_topk():
     g = torch.Generator().manual_seed(0)
     queries, gallery = torch.randn(37, 16, generator=g), torch.randn(1000, 16, generator=g)
     full_s, full_i = (queries @ gallery.T).topk(7, dim=1)
-    s, i = chunked_topk(queries, gallery, 7, query_chunk=8, gallery_chunk=64)
+    s, i = topk(queries, gallery, 7, query_chunk=8, gallery_chunk=64)
     assert torch.equal(i, full_i) and torch.allclose(s, full_s)
-    s, i = chunked_topk(queries, gallery[:5], 50, gallery_chunk=2)  # k above the gallery size is capped
+    s, i = topk(queries, gallery[:5], 50, gallery_chunk=2)  # k above the gallery size is capped
     assert i.shape == (37, 5) and torch.equal(i, (queries @ gallery[:5].T).topk(5, dim=1).indices)
 
 
@@ -137,10 +138,10 @@ def test_gallery_cache_hit_reuses_the_file_and_changes_miss(locator, run_dir, tm
     assert not first.from_cache and first.path.exists() and first.path.parent == tmp_path / "cache"
     stamp, gallery = first.path.stat().st_mtime_ns, loc.gallery.clone()
 
-    def refuse(texts):
+    def refuse(*args, **kwargs):
         raise AssertionError("a cache hit must not encode texts")
 
-    monkeypatch.setattr(loc, "encode_candidates", refuse)
+    monkeypatch.setattr("addressclip.predict.encode_texts", refuse)
     hit = loc.set_candidates(["A street & B street", "C street"])
     assert hit.from_cache and hit.path == first.path and first.path.stat().st_mtime_ns == stamp
     assert torch.equal(loc.gallery, gallery)
@@ -150,8 +151,9 @@ def test_gallery_cache_hit_reuses_the_file_and_changes_miss(locator, run_dir, tm
     loc.template = "Address: {address}"
     assert not loc.set_candidates(["A street & B street", "C street"]).from_cache  # the template is part of the key
     loc.template = "{address}"
-    first.path.write_bytes(b"truncated")  # a damaged cache file is recomputed, not trusted
-    again = loc.set_candidates(["A street & B street", "C street"])
+    first.path.write_bytes(b"truncated")  # a damaged cache file is reported, set aside and recomputed, never trusted
+    with pytest.warns(DamagedCacheWarning, match="moved aside"):
+        again = loc.set_candidates(["A street & B street", "C street"])
     assert not again.from_cache and torch.allclose(loc.gallery, gallery, atol=1e-6)
     assert gallery_key("ckpt-a", ["x"], "{address}") != gallery_key("ckpt-b", ["x"], "{address}")
     assert len(list((tmp_path / "cache").glob("*.tmp"))) == 0

@@ -209,7 +209,7 @@ def test_coop_is_deterministic_and_selects_on_val(cnn):
     history = a.selected.history
     assert [(h["lr"], h["epoch"]) for h in history] == [(0.5, 1), (2.0, 1)]  # max_steps=2 ends each run in epoch 1
     best = max(history, key=lambda h: (h["val_acc1"], -h["val_loss"]))
-    assert (a.selected.lr, a.selected.epoch) == (best["lr"], best["epoch"])
+    assert a.selected.chosen == {"lr": best["lr"], "epoch": best["epoch"]}
 
 
 # --- CoCoOp ----------------------------------------------------------------------------------------------------

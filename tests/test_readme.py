@@ -2,8 +2,8 @@
 
 Each command line (fenced bash blocks and inline `code` that starts with `make`, `.venv/bin/` or an environment
 assignment) is checked without the long work it starts: `make` targets exist; notebooks and every parameter
-given with -p / -y are declared by the notebook, with valid profile and dataset names; the CLI and the scripts
-accept every flag used; and the short commands (`--help-notebook`) run. Running each notebook and command at
+given with -p / -y are declared by the notebook, with valid profile, city scale and dataset names; the CLI and the
+scripts accept every flag used; and the short commands (`--help-notebook`) run. Running each notebook and command at
 smoke size is what the rest of the suite does.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 
 from addressclip import profiles
 from addressclip.datasets import DATASETS
+from addressclip.datasets.registry import CITY_SCALES
 from addressclip.paths import REPO_ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -85,6 +86,8 @@ def check_papermill(argv: list[str]) -> None:
     assert not unknown, f"{notebook.name} declares no parameters {sorted(unknown)}"
     if "profile" in given:
         assert given["profile"] in profiles.PROFILES
+    if "city_scale" in given:
+        assert given["city_scale"] in CITY_SCALES
     for key in ("dataset", "second_city"):
         if key in given:
             assert given[key] in DATASETS or "/" in given[key], f"{key} {given[key]!r} is not a registered dataset"

@@ -37,6 +37,7 @@ def test_table_columns_images_and_card(built):
     assert card["synthetic"] is True and card["city"] == "Kotka"
     assert "ODbL" in card["licence"] and "OpenStreetMap" in card["licence"]
     assert card["build_parameters"]["image_size"] == 64 and card["build_parameters"]["max_locations"] == 30
+    assert card["build_parameters"]["city_scale"] == "tiny" and "profile" not in card["build_parameters"]
     assert card["images"]["train"] + card["images"]["val"] + card["images"]["test"] == len(s)
     assert card["build_time_s"] > 0
     assert "rendered" in (built / "card.md").read_text()
@@ -89,12 +90,12 @@ def test_rerun_resumes_without_rendering_again(built, monkeypatch):
 
     monkeypatch.setattr(render, "render_view", counting)
     before = pd.read_parquet(built / "samples.parquet")
-    synth.build_synth(built, name="kotka-synth-tiny", city="kotka", profile="tiny", **TINY)
+    synth.build_synth(built, name="kotka-synth-tiny", city="kotka", city_scale="tiny", **TINY)
     assert calls == []
     # lose two images (e.g. a crash): only those two are rendered again, the table is unchanged
     for rel in before["image"].iloc[[3, 50]]:
         (built / rel).unlink()
-    synth.build_synth(built, name="kotka-synth-tiny", city="kotka", profile="tiny", **TINY)
+    synth.build_synth(built, name="kotka-synth-tiny", city="kotka", city_scale="tiny", **TINY)
     assert len(calls) == 2
     after = pd.read_parquet(built / "samples.parquet")
     pd.testing.assert_frame_equal(before.drop(columns="caption"), after.drop(columns="caption"))
@@ -114,23 +115,44 @@ def test_interrupted_build_keeps_finished_images_and_has_no_card(tmp_path, monke
     monkeypatch.setattr(render, "render_view", flaky)
     out = tmp_path / "ds"
     with pytest.raises(KeyboardInterrupt):
-        synth.build_synth(out, name="t", city="kotka", profile="tiny", max_locations=6, progress=False)
+        synth.build_synth(out, name="t", city="kotka", city_scale="tiny", max_locations=6, progress=False)
     assert not (out / "card.json").exists()
     assert len(list((out / "images").glob("*.jpg"))) == 10
     monkeypatch.setattr(render, "render_view", real)
-    synth.build_synth(out, name="t", city="kotka", profile="tiny", max_locations=6, progress=False)
+    synth.build_synth(out, name="t", city="kotka", city_scale="tiny", max_locations=6, progress=False)
     assert len(read_dataset(out).samples) == 24
     assert len((out / synth.LOG_NAME).read_text().splitlines()) == 24
 
 
 def test_other_parameters_in_the_same_folder_are_refused(built):
     with pytest.raises(ValueError, match="other parameters"):
-        synth.build_synth(built, name="kotka-synth-tiny", city="kotka", profile="tiny", max_locations=31, progress=False)
+        synth.build_synth(built, name="kotka-synth-tiny", city="kotka", city_scale="tiny", max_locations=31, progress=False)
 
 
-def test_unknown_profile():
-    with pytest.raises(ValueError, match="tiny, demo"):
-        synth.build_synth("/nonexistent", name="x", city="kotka", profile="huge")
+def test_unknown_city_scale():
+    with pytest.raises(ValueError, match="unknown city_scale 'huge'; valid: tiny, full"):
+        synth.build_synth("/nonexistent", name="x", city="kotka", city_scale="huge")
+    with pytest.raises(ValueError, match="unknown city_scale 'demo'; valid: tiny, full"):
+        synth.build_synth("/nonexistent", name="x", city="kotka", city_scale="demo")
+    # the old keyword is refused, not ignored: ignoring it would render the whole city
+    with pytest.raises(ValueError, match="no option 'profile'; the city's size is city_scale \\(valid: tiny, full\\)"):
+        synth.build_synth("/nonexistent", name="x", city="kotka", profile="tiny")
+
+
+def test_folder_recorded_with_the_old_build_setting_name_resumes(built, monkeypatch):
+    """build_params.json written before the city scale was renamed ("profile": "tiny") is the same build."""
+    from addressclip.datasets import render
+
+    params = built / synth.PARAMS_NAME
+    current = json.loads(params.read_text())
+    legacy = {k: v for k, v in current.items() if k != "city_scale"} | {"profile": "tiny"}
+    params.write_text(json.dumps(legacy, indent=2, sort_keys=True))
+    calls = []
+    monkeypatch.setattr(render, "render_view", lambda *a, **k: calls.append(1))
+    synth.build_synth(built, name="kotka-synth-tiny", city="kotka", city_scale="tiny", **TINY)
+    assert calls == []
+    assert json.loads(params.read_text()) == current  # recorded under the current name from now on
+    assert synth._upgrade_params({"profile": "demo", "seed": 0}) == {"city_scale": "full", "seed": 0}
 
 
 def test_split_locations_is_stratified():
@@ -160,5 +182,5 @@ def test_sample_locations_spacing_and_offset():
 
 def test_bad_city_fails_before_writing_and_unknown_options_warn(tmp_path):
     with pytest.warns(UserWarning, match="subset"), pytest.raises(FileNotFoundError, match="'atlantis'"):
-        synth.build_synth(tmp_path / "x", name="x", city="atlantis", profile="tiny", subset="central")
+        synth.build_synth(tmp_path / "x", name="x", city="atlantis", city_scale="tiny", subset="central")
     assert not (tmp_path / "x").exists()

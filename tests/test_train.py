@@ -61,8 +61,8 @@ def test_training_learns_the_fixture(tiny_dataset, tmp_path):
 def test_config_errors_name_the_bad_value_and_the_choices(tiny_dataset):
     with pytest.raises(ValueError, match="unknown dataset 'helsinki'.*helsinki-synth"):
         TrainConfig(dataset="helsinki")
-    with pytest.raises(ValueError, match="unknown geo_form 'inverse'; valid: similarity, literal"):
-        TrainConfig(dataset=str(tiny_dataset), geo_form="inverse")
+    with pytest.raises(ValueError, match="unknown geography_form 'inverse'; valid: similarity, literal"):
+        TrainConfig(dataset=str(tiny_dataset), geography_form="inverse")
     with pytest.raises(ValueError, match="unknown training options \\['epoch'\\]"):
         TrainConfig.from_dict({"dataset": str(tiny_dataset), "epoch": 3})
     with pytest.raises(ValueError, match="every loss weight is zero"):

@@ -2,7 +2,8 @@
 
 Every baseline is a function ``run(bank, model=None, seed=0, k=5, **hparams) -> BaselineResult``: it fits on
 the train split, chooses hyperparameters on the val split only, ranks the test split's candidates, and is
-scored by the same `evaluate.result_from_ranking` as AddressCLIP.
+scored by the same `evaluate.result_from_ranking` as AddressCLIP. What they share (ranking through `inference`,
+the timing of ``query_ms``, the choice on val, the training loop) is in `common`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class BaselineResult:
     result: EvalResult                       # test-split metrics, predictions, per-address table
     chosen: dict[str, Any] = field(default_factory=dict)  # hyperparameters chosen on val
     storage_bytes: int | None = None         # what the method must keep to answer queries (beyond the model)
-    query_ms: float | None = None            # per-query latency of the ranking step, features given
+    query_ms: float | None = None            # per-query time to rank the test split, features given (timed_ranking)
     notes: str = ""
 
     def summary(self) -> dict[str, Any]:

@@ -2,143 +2,33 @@
 
 Each ranks every candidate of ``bank.ds.addresses`` for the test images from cached features (features.py),
 chooses its hyperparameters on the val split only (never test: Tip-Adapter-F's original code picks its epoch on
-the test set, which is not done here), and is scored by `evaluate.result_from_ranking` like AddressCLIP.
+the test set, which is not done here), and is scored by `evaluate.result_from_ranking` like AddressCLIP. The
+plumbing (ranking through `inference.topk_by`, timing, choosing on val, the training loop) is in `common`.
 
-Selection rule shared by all: the grid point (or epoch) with the best val SSA-1, ties broken by val SSA-k, then by
-the first in grid order (earliest epoch). Without a val split the first grid point is used and `notes` says so.
+Selection rule shared by all (`common.by_val_ssa`): the grid point (or epoch) with the best val SSA-1, ties broken
+by val SSA-k, then by the first in grid order (earliest epoch). Without a val split the first grid point is used
+and `notes` says so.
 
 Costs reported with every result:
 - ``storage_bytes``: what must be kept beside the backbone to answer a query (address gallery, adapter weights,
   cache keys and labels), as stored: float32 features, int64 labels.
 - ``query_ms``: wall time of ranking the whole test split (features given, in chunks) divided by its size, the
-  better of two passes: amortised per-query cost, measured as `ablations.gallery_cost` does for AddressCLIP.
+  best of three passes (`inference.timed_ranking`, which times AddressCLIP's ranking in `ablations.gallery_cost`
+  too): amortised per-query cost.
 """
 from __future__ import annotations
 
-import copy
-import math
-import time
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate import result_from_ranking
 from ..features import FeatureBank
 from . import BaselineResult
-
-CHUNK = 2048  # queries scored at once at most, so the [N, A] score matrix of a large split never exists whole
-CLIP_LOGIT_SCALE = 100.0  # CLIP's trained exp(logit_scale); Tip-Adapter's formula writes it out
-
-RankFn = Callable[[torch.Tensor, int], tuple[np.ndarray, np.ndarray]]  # (features [n, D], k) -> (top, scores) [n, k]
-
-
-# --- shared plumbing (also used by two_stage.py) ------------------------------------------------------------------
-def logit_scale_of(model, override: float | None = None) -> float:
-    """The temperature that turns cosines into logits: an explicit value, else the model's learnt
-    ``exp(logit_scale)`` (AddressCLIP's), else CLIP's 100."""
-    if override is not None:
-        return float(override)
-    if model is not None:
-        return float(model.logit_scale.detach().exp().clamp(max=100).item())
-    return CLIP_LOGIT_SCALE
-
-
-def rows_per_chunk(width: int) -> int:
-    """Queries per chunk so that a [rows, width] float32 matrix stays within 256 MB (e.g. against a large cache)."""
-    return max(1, min(CHUNK, (1 << 26) // max(1, width)))
-
-
-def in_chunks(rank: RankFn, chunk: int = CHUNK) -> RankFn:
-    """Apply a ranking function to at most `chunk` queries at a time."""
-    def chunked(feats: torch.Tensor, k: int):
-        parts = [rank(feats[i : i + chunk], k) for i in range(0, len(feats), chunk)]
-        if not parts:
-            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    return chunked
-
-
-def rank_from_scores(score_fn: Callable[[torch.Tensor], torch.Tensor], chunk: int = CHUNK) -> RankFn:
-    """Turn a full-score function (features -> [n, A]) into a chunked top-k ranking function."""
-    @torch.no_grad()
-    def rank(feats: torch.Tensor, k: int):
-        scores, top = score_fn(feats).topk(k, dim=1)
-        return top.numpy(), scores.numpy()
-    return in_chunks(rank, chunk)
-
-
-def hits(top: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """(SSA-1, SSA-k) in % of a ranking `top` [n, k] against true ids [n]."""
-    if not len(truth):
-        return (0.0, 0.0)
-    return float((top[:, 0] == truth).mean() * 100), float((top == truth[:, None]).any(axis=1).mean() * 100)
-
-
-def val_key(rank: RankFn, bank: FeatureBank, k: int) -> tuple[float, float]:
-    """(SSA-1, SSA-k) on val: what every selection maximises."""
-    if not has_val(bank):
-        return (0.0, 0.0)
-    return hits(rank(bank.image["val"], min(k, len(bank.ds.addresses)))[0], bank.labels["val"].numpy())
-
-
-def has_val(bank: FeatureBank) -> bool:
-    return len(bank.image["val"]) > 0
-
-
-def finish(name: str, bank: FeatureBank, rank: RankFn, k: int, chosen: dict, storage_bytes: int, notes: str = "") -> BaselineResult:
-    """Rank the test split (twice, for the timing), score it with the project's one metric function."""
-    k, feats = min(k, len(bank.ds.addresses)), bank.image["test"]
-    seconds = []
-    for _ in range(2):
-        start = time.perf_counter()
-        top, scores = rank(feats, k)
-        seconds.append(time.perf_counter() - start)
-    result = result_from_ranking(bank.ds, "test", top, scores, {"eval_seconds": round(seconds[0], 3)})
-    return BaselineResult(name, result, chosen=chosen, storage_bytes=int(storage_bytes),
-                          query_ms=1000 * min(seconds) / len(feats) if len(feats) else None, notes=notes)
-
-
-def nbytes(*tensors) -> int:
-    return int(sum(t.numel() * t.element_size() for t in tensors))
-
-
-def train_epochs(params, loss_fn: Callable[[torch.Tensor], torch.Tensor], n: int, epochs: int, batch_size: int,
-                 lr: float, weight_decay: float, seed: int, after_epoch: Callable[[int], None], eps: float = 1e-8) -> None:
-    """AdamW with a per-step cosine schedule over shuffled mini-batches of ``range(n)``; ``loss_fn(indices)``
-    returns the batch loss and ``after_epoch(epoch)`` runs after each epoch (val selection). `params` may be a
-    list of parameter groups (e.g. no weight decay on a temperature)."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, eps=eps)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * math.ceil(n / batch_size)))
-    gen = torch.Generator().manual_seed(seed)
-    for epoch in range(1, epochs + 1):
-        for idx in torch.randperm(n, generator=gen).split(batch_size):
-            loss = loss_fn(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        after_epoch(epoch)
-
-
-class BestOnVal:
-    """Keeps the best (val key, chosen values, state) seen so far; the first of equals wins."""
-
-    def __init__(self):
-        self.key, self.chosen, self.state = None, None, None
-
-    def offer(self, key: tuple, chosen: dict, state=None) -> None:
-        if self.key is None or key > self.key:
-            self.key, self.chosen, self.state = key, dict(chosen), copy.deepcopy(state)
-
-    def summary(self) -> dict:
-        return {**self.chosen, "val_SSA-1": round(self.key[0], 2), "val_SSA-k": round(self.key[1], 2)}
-
-
-NO_VAL_NOTE = "no val split: the first grid values were used unselected"
+from .common import (NO_VAL_NOTE, BestOnVal, RankFn, finish, has_val, logit_scale_of, nbytes, rank_by, rows_per_chunk,
+                     train_epochs, val_figures)
 
 
 # --- zero-shot ----------------------------------------------------------------------------------------------------
@@ -146,7 +36,7 @@ def run_zero_shot(bank: FeatureBank, model=None, seed: int = 0, k: int = 5) -> B
     """Cosine similarity of each test image with every address text: the aligned backbone before address
     training (what CLIP's zero-shot classification does, with the address gallery as the class names)."""
     gallery = bank.gallery
-    rank = rank_from_scores(lambda f: f @ gallery.T)
+    rank = rank_by(lambda f: f @ gallery.T, len(gallery))
     return finish("zero-shot", bank, rank, k, {}, nbytes(gallery))
 
 
@@ -174,7 +64,7 @@ def run_linear_probe(bank: FeatureBank, model=None, seed: int = 0, k: int = 5,
             out = f @ gallery.T + (logits.min(dim=1, keepdim=True).values - 2)  # cosine <= 1: below every seen one
             out[:, seen_t] = logits
             return out
-        return rank_from_scores(score)
+        return rank_by(score, len(gallery))
 
     best, unconverged = BestOnVal(), []
     grid = C_grid if has_val(bank) else C_grid[:1]
@@ -189,7 +79,7 @@ def run_linear_probe(bank: FeatureBank, model=None, seed: int = 0, k: int = 5,
         bias = torch.as_tensor(clf.intercept_, dtype=torch.float32)
         if len(seen) == 2:  # sklearn stores one row for two classes: logits (0, w.x + b) rank the same
             weight, bias = torch.cat([torch.zeros_like(weight), weight]), torch.cat([torch.zeros_like(bias), bias])
-        best.offer(val_key(ranker(weight, bias), bank, k), {"C": C}, (weight, bias))
+        best.offer(val_figures(ranker(weight, bias), bank, k), {"C": C}, (weight, bias))
     weight, bias = best.state
     notes = [] if has_val(bank) else [NO_VAL_NOTE]
     if unconverged:
@@ -233,7 +123,7 @@ def run_clip_adapter(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, r
 
         def after_epoch(epoch):
             adapter.eval()
-            best.offer(val_key(rank_from_scores(lambda f: adapter(f) @ gallery.T), bank, k),
+            best.offer(val_figures(rank_by(lambda f: adapter(f) @ gallery.T, len(gallery)), bank, k),
                        {"ratio": ratio, "epoch": epoch}, adapter.state_dict())
             adapter.train()
 
@@ -241,7 +131,7 @@ def run_clip_adapter(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, r
     adapter = ClipAdapter(bank.dim, best.chosen["ratio"], reduction)
     adapter.load_state_dict(best.state)
     adapter.eval()
-    rank = rank_from_scores(lambda f: adapter(f) @ gallery.T)
+    rank = rank_by(lambda f: adapter(f) @ gallery.T, len(gallery))
     return finish("clip-adapter", bank, rank, k, best.summary(), nbytes(gallery, *adapter.parameters()),
                   "" if has_val(bank) else NO_VAL_NOTE)
 
@@ -284,8 +174,8 @@ def cache_logits(f: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, n_ad
 def tip_ranker(bank: FeatureBank, keys, values, scale: float, alpha: float, beta: float) -> RankFn:
     """Tip-Adapter's logits: ``scale * f @ gallery.T + alpha * cache_logits(f)``."""
     gallery, n_addr = bank.gallery, len(bank.ds.addresses)
-    return rank_from_scores(lambda f: scale * f @ gallery.T + alpha * cache_logits(f, keys, values, n_addr, beta),
-                            rows_per_chunk(len(keys)))
+    return rank_by(lambda f: scale * f @ gallery.T + alpha * cache_logits(f, keys, values, n_addr, beta), n_addr,
+                   rows_per_chunk(len(keys)))
 
 
 @torch.no_grad()
@@ -311,7 +201,8 @@ def search_alpha_beta(bank: FeatureBank, keys, values, scale: float, alpha_grid,
                 topk[g] += (top == t).any(dim=1).sum()
     best = BestOnVal()
     for g, (alpha, beta) in enumerate(grid):
-        best.offer((float(top1[g]) * 100 / len(feats), float(topk[g]) * 100 / len(feats)), {"alpha": alpha, "beta": beta})
+        best.offer({"val_SSA-1": float(top1[g]) * 100 / len(feats), "val_SSA-k": float(topk[g]) * 100 / len(feats)},
+                   {"alpha": alpha, "beta": beta})
     return best.summary()
 
 
@@ -360,10 +251,10 @@ def run_tip_adapter_f(bank: FeatureBank, model=None, seed: int = 0, k: int = 5,
         return F.cross_entropy(clip_train[i] + alpha * cache_logits(x[i], keys, values, n_addr, beta, drop=own[i]), y[i])
 
     best = BestOnVal()
-    best.offer(val_key(tip_ranker(bank, keys0, values, scale, alpha, beta), bank, k), {"epoch": 0}, keys0)
+    best.offer(val_figures(tip_ranker(bank, keys0, values, scale, alpha, beta), bank, k), {"epoch": 0}, keys0)
 
     def after_epoch(epoch):
-        best.offer(val_key(tip_ranker(bank, keys.detach(), values, scale, alpha, beta), bank, k),
+        best.offer(val_figures(tip_ranker(bank, keys.detach(), values, scale, alpha, beta), bank, k),
                    {"epoch": epoch}, keys.detach())
 
     if has_val(bank):

@@ -13,16 +13,15 @@
 Here the classes are the dataset's candidate addresses (``bank.ds.addresses``), so addresses never seen in
 training are still ranked (open vocabulary). CoOp and CoCoOp train on the bank's cached image features; MaPLe
 changes the image tower's computation, so it encodes images itself. Hyperparameters (learning rate, number of
-epochs) are chosen on the val split only; the test split is ranked once, by `evaluate.result_from_ranking`.
-The towers stay frozen and the passed model is left as it was found.
+epochs) are chosen on the val split only (`select_on_val`, by `by_val_accuracy`); the test split is ranked and
+timed by `common.finish` (``query_ms``: `inference.timed_ranking`, as for every method) and scored by
+`evaluate.result_from_ranking`. The towers stay frozen and the passed model is left as it was found.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import open_clip
@@ -33,8 +32,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ..data import ImageRows
-from ..evaluate import result_from_ranking, topk_scores
 from . import BaselineResult, NotApplicable
+from .common import BestOnVal, finish, nbytes, over_gallery, rank_by, run_epochs
 
 COOP_INIT = "a street view at"     # word init for 4 context vectors (CoOp initialises from "a photo of a")
 MAPLE_INIT = "street view"         # word init for MaPLe's default 2 prompt tokens
@@ -102,7 +101,7 @@ class PromptedText:
     """
 
     def __init__(self, model, texts: Sequence[str], n_ctx: int):
-        self.model, self.n_ctx, self.hf = model, int(n_ctx), bool(model._hf_text)
+        self.model, self.n_ctx, self.hf = model, int(n_ctx), model.hf_text
         clip = model.clip
         if self.hf:
             self.embedding = clip.text.transformer.get_input_embeddings()
@@ -115,8 +114,8 @@ class PromptedText:
             raise ValueError(f"n_ctx={n_ctx} leaves no room for text in a context of {limit} tokens")
         # Tokenize with room for the context vectors; the tokenizer truncates and keeps its end token.
         tokens = model.tokenizer(list(texts), context_length=limit - self.n_ctx)
-        self.tokens = _trim_padding(tokens, model._pad_id).to(model.device)
-        self.mask = (self.tokens != model._pad_id).long()
+        self.tokens = _trim_padding(tokens, model.pad_id).to(model.device)
+        self.mask = (self.tokens != model.pad_id).long()
         with torch.no_grad():
             self.embeds = self.embedding(self.tokens).detach()  # [C, L, W]: the class tokens never change
 
@@ -131,7 +130,7 @@ class PromptedText:
     def phrase_embedding(self, phrase: str) -> torch.Tensor:
         """Token embeddings of `phrase` without its start and end tokens: CoOp's word initialisation."""
         tokens = self.model.tokenizer([phrase])[0]
-        length = int((tokens != self.model._pad_id).sum())
+        length = int((tokens != self.model.pad_id).sum())
         with torch.no_grad():
             return self.embedding(tokens[1 : length - 1].to(self.model.device)).detach().float()
 
@@ -146,7 +145,7 @@ class PromptedText:
         emb = self.embeds.unsqueeze(0).expand(B, C, L, W).reshape(B * C, L, W)
         x = torch.cat([emb[:, :1], ctx.to(emb.dtype), emb[:, 1:]], dim=1)
         pooled = self._hf_pooled(x, B) if self.hf else self._clip_pooled(x, B, deep)
-        feats = self.model._project_text(pooled)
+        feats = self.model.project_text(pooled)
         feats = F.normalize(feats, dim=-1) if normalize else feats
         return feats.reshape(B, C, -1) if per_image else feats
 
@@ -176,7 +175,7 @@ class PromptedText:
 
         x = clip.ln_final(_run_blocks(clip.transformer, x, mask, replace if len(deep) else None))
         # Pool with the tower's own rule on token ids widened by M pad ids: the EOT (argmax) moves by M.
-        ids = self._widened(self.tokens, self.model._pad_id, B)
+        ids = self._widened(self.tokens, self.model.pad_id, B)
         return open_clip.transformer.text_global_pool(x, ids, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
 
 
@@ -191,26 +190,21 @@ def init_context(text: PromptedText, n_ctx: int, init: str | None, generator: to
 
 # --- training with selection on val --------------------------------------------------------------------------
 
-@dataclass
-class Selected:
-    """The state chosen on val: (val SSA-1, -val cross-entropy) is the score; ties keep the earlier one."""
-
-    score: tuple[float, float]
-    lr: float
-    epoch: int
-    state: dict
-    history: list = field(default_factory=list)
+def by_val_accuracy(figures: dict) -> tuple:
+    """The prompt methods' rule on val: top-1 accuracy of the prompt's logits (rounded to 1e-6), then the lower
+    cross-entropy of those logits. (The other baselines' `common.by_val_ssa` orders by SSA-1 then SSA-k.)"""
+    return (figures["val_acc1"], -figures["val_loss"])
 
 
 def _as_grid(lr) -> list[float]:
     return [float(x) for x in (lr if isinstance(lr, (list, tuple)) else [lr])]
 
 
-def _val_score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float] | None:
+def _val_figures(logits: torch.Tensor, labels: torch.Tensor) -> dict | None:
     if len(labels) == 0:
         return None
     acc = (logits.argmax(1) == labels).float().mean().item()
-    return (round(acc, 6), -F.cross_entropy(logits, labels).item())
+    return {"val_acc1": round(acc, 6), "val_loss": F.cross_entropy(logits, labels).item()}
 
 
 def select_on_val(
@@ -225,12 +219,12 @@ def select_on_val(
     max_steps: int | None = None,
     progress: bool = False,
     desc: str = "prompts",
-) -> Selected:
+) -> BestOnVal:
     """Train a fresh prompt module per learning rate (SGD, momentum 0.9, cosine decay per step as in CoOp) and
-    keep the (lr, epoch) state that scores best on val. Every run starts from the same seed. Without val images
-    nothing can be chosen: the first lr's last epoch is kept."""
-    best = None
-    history = []
+    keep the (lr, epoch) state that scores best on val (`by_val_accuracy`; the first of equals). Every run starts
+    from the same seed. Without val images nothing can be chosen: the first lr's last epoch is kept. Returns the
+    `common.BestOnVal` (``chosen``: lr and epoch; ``figures``: val_acc1, val_loss; ``state``; ``history``)."""
+    best = BestOnVal(by_val_accuracy)
     for lr in lrs:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)  # shuffling order, independent of the global RNG
@@ -238,34 +232,23 @@ def select_on_val(
         total = max(1, epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch))
         opt = torch.optim.SGD(module.parameters(), lr=lr, momentum=0.9)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-        step = 0
         bar = tqdm(total=total, desc=f"{desc} lr={lr:g}", disable=not progress, leave=False)
-        for epoch in range(1, epochs + 1):
-            module.train()
-            for batch in batches(gen):
-                loss = loss_fn(module, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                bar.update(1)
-                if step >= total:
-                    break
+
+        def after_epoch(epoch, step):
             module.eval()
             with torch.no_grad():
-                score = _val_score(*val_logits(module))
-            if score is None:  # no val split: keep the first lr's latest state
-                if lr == lrs[0]:
-                    best = Selected((float("nan"), float("nan")), lr, epoch, copy.deepcopy(module.state_dict()))
-            else:
-                history.append({"lr": lr, "epoch": epoch, "steps": step, "val_acc1": score[0], "val_loss": -score[1]})
-                if best is None or score > best.score:
-                    best = Selected(score, lr, epoch, copy.deepcopy(module.state_dict()))
-            if step >= total:
-                break
+                figures = _val_figures(*val_logits(module))
+            if figures is not None:
+                best.offer(figures, {"lr": lr, "epoch": epoch}, module.state_dict(), steps=step)
+            elif lr == lrs[0]:  # no val split: keep the first lr's latest state
+                best.keep({"val_acc1": float("nan"), "val_loss": float("nan")}, {"lr": lr, "epoch": epoch},
+                          module.state_dict())
+            module.train()
+
+        module.train()
+        run_epochs(opt, sched, lambda: batches(gen), lambda batch: loss_fn(module, batch), epochs, after_epoch,
+                   max_steps=total, on_step=lambda: bar.update(1))
         bar.close()
-    best.history = history
     return best
 
 
@@ -293,20 +276,8 @@ def _check_inputs(bank, model, method: str) -> None:
         raise ValueError(f"{method} needs training images; the train split is empty")
 
 
-def _param_bytes(module: nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters())
-
-
-def _rank(ds, feats: torch.Tensor, gallery: torch.Tensor, k: int):
-    """Top-k over a fixed gallery with the shared scorer; also the ranking time per query in ms."""
-    start = time.perf_counter()
-    scores, top = topk_scores(feats, gallery.to(feats.dtype), k)
-    ms = 1000 * (time.perf_counter() - start) / max(1, len(feats))
-    return result_from_ranking(ds, "test", top, scores), round(ms, 4)
-
-
-def _chosen(sel: Selected, **extra) -> dict:
-    return {"lr": sel.lr, "epochs": sel.epoch, "val_acc1": sel.score[0], **extra}
+def _chosen(sel: BestOnVal, **extra) -> dict:
+    return {"lr": sel.chosen["lr"], "epochs": sel.chosen["epoch"], "val_acc1": sel.figures["val_acc1"], **extra}
 
 
 # --- CoOp ----------------------------------------------------------------------------------------------------
@@ -328,7 +299,7 @@ class PromptFit:
 
     prompt: nn.Module
     text: PromptedText
-    selected: Selected
+    selected: BestOnVal
     init: str
 
 
@@ -372,13 +343,13 @@ def run_coop(bank, model=None, seed: int = 0, k: int = 5, n_ctx: int = 4, init: 
         fit = fit_coop(bank, model, seed, n_ctx, init, epochs, lr, batch_size, max_steps, progress)
         with torch.no_grad():
             gallery = fit.prompt.text_features(fit.text).float()
-        result, ms = _rank(bank.ds, _features(bank, "test", gallery.device), gallery, k)
-    storage = _param_bytes(fit.prompt) + gallery.numel() * gallery.element_size()
-    chosen = _chosen(fit.selected, n_ctx=n_ctx, init=fit.init, batch_size=batch_size)
-    notes = (f"CoOp: {n_ctx} shared context vectors ({fit.init}) after the start token; frozen towers; trained on "
-             f"cached train image features, lr grid {_as_grid(lr)} x epochs 1..{epochs} chosen on val; "
-             f"addresses unseen in train are ranked too.")
-    return BaselineResult("coop", result, chosen=chosen, storage_bytes=int(storage), query_ms=ms, notes=notes)
+        storage = nbytes(*fit.prompt.parameters(), gallery)
+        chosen = _chosen(fit.selected, n_ctx=n_ctx, init=fit.init, batch_size=batch_size)
+        notes = (f"CoOp: {n_ctx} shared context vectors ({fit.init}) after the start token; frozen towers; trained "
+                 f"on cached train image features, lr grid {_as_grid(lr)} x epochs 1..{epochs} chosen on val; "
+                 f"addresses unseen in train are ranked too.")
+        feats = _features(bank, "test", gallery.device)
+        return finish("coop", bank, over_gallery(gallery.to(feats.dtype)), k, chosen, storage, notes, queries=feats)
 
 
 # --- CoCoOp --------------------------------------------------------------------------------------------------
@@ -455,26 +426,25 @@ def run_cocoop(bank, model=None, seed: int = 0, k: int = 5, n_ctx: int = 4, init
     """CoCoOp (Zhou et al., CVPR 2022): instance-conditional context; towers frozen.
 
     There is no fixed gallery: every query re-encodes all candidate addresses with its own context, so
-    query_ms includes that text encoding (images x classes sequences), unlike CoOp's."""
+    query_ms includes that text encoding (images x classes sequences), unlike CoOp's, and is timed on the one pass
+    that ranks the test split (`inference.timed_ranking` with repeats=1: a pass is the whole cost)."""
     _check_inputs(bank, model, "CoCoOp")
     with frozen(model):
         fit = fit_cocoop(bank, model, seed, n_ctx, init, epochs, lr, batch_size, max_steps, max_val, progress)
-        scale = _logit_scale(model)
-        feats = _features(bank, "test", model.device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            logits = fit.prompt.logits(fit.text, feats, scale, _cocoop_chunk(fit.text.num_texts)) / scale
-            scores, top = logits.float().topk(min(k, logits.shape[1]), dim=1)
-        ms = round(1000 * (time.perf_counter() - start) / max(1, len(feats)), 4)
-    result = result_from_ranking(bank.ds, "test", top.cpu().numpy(), scores.cpu().numpy())
-    # What must be kept to answer queries: the learned parameters and the address token ids (re-encoded per query).
-    storage = _param_bytes(fit.prompt) + fit.text.tokens.numel() * fit.text.tokens.element_size()
-    chosen = _chosen(fit.selected, n_ctx=n_ctx, init=fit.init, batch_size=batch_size, max_steps=max_steps)
-    notes = (f"CoCoOp: {n_ctx} context vectors ({fit.init}) + meta-net {bank.dim}->{max(1, bank.dim // 16)}->"
-             f"{fit.text.width} of the image feature; frozen towers; cached train features, lr grid {_as_grid(lr)} x "
-             f"epochs 1..{epochs} chosen on {'all' if max_val is None else f'<= {max_val}'} val images; query_ms "
-             f"includes encoding every address per query; storage counts address token ids, not a feature gallery.")
-    return BaselineResult("cocoop", result, chosen=chosen, storage_bytes=int(storage), query_ms=ms, notes=notes)
+        scale, chunk = _logit_scale(model), _cocoop_chunk(fit.text.num_texts)
+        # What must be kept to answer queries: the learned parameters and the address token ids (re-encoded per query).
+        storage = nbytes(*fit.prompt.parameters(), fit.text.tokens)
+        chosen = _chosen(fit.selected, n_ctx=n_ctx, init=fit.init, batch_size=batch_size, max_steps=max_steps)
+        notes = (f"CoCoOp: {n_ctx} context vectors ({fit.init}) + meta-net {bank.dim}->{max(1, bank.dim // 16)}->"
+                 f"{fit.text.width} of the image feature; frozen towers; cached train features, lr grid "
+                 f"{_as_grid(lr)} x epochs 1..{epochs} chosen on {'all' if max_val is None else f'<= {max_val}'} val "
+                 f"images; query_ms includes encoding every address per query; storage counts address token ids, "
+                 f"not a feature gallery.")
+        # each block of `chunk` images is one text-encoder call, as in training's val passes
+        rank = rank_by(lambda f: (fit.prompt.logits(fit.text, f, scale, chunk) / scale).float(), fit.text.num_texts,
+                       chunk)
+        return finish("cocoop", bank, rank, k, chosen, storage, notes, queries=_features(bank, "test", model.device),
+                      repeats=1)  # re-encodes every address per image: one pass is the cost
 
 
 # --- MaPLe ---------------------------------------------------------------------------------------------------
@@ -486,7 +456,7 @@ def maple_applicable(model) -> str | None:
         kind = type(getattr(clip.visual, "trunk", clip.visual)).__name__
         return (f"MaPLe couples text prompts into the image transformer's token sequence; this backbone's image tower "
                 f"({kind}) is a CNN with no token sequence to prompt. Use CoOp or CoCoOp, which prompt the text only.")
-    if model._hf_text or not hasattr(clip, "token_embedding"):
+    if model.hf_text or not hasattr(clip, "token_embedding"):
         return "MaPLe's deep text prompts are implemented for open_clip's built-in CLIP text transformer only."
     return None
 
@@ -622,12 +592,11 @@ def run_maple(bank, model=None, seed: int = 0, k: int = 5, n_ctx: int = 2, depth
         prompt.eval()
         with torch.no_grad():
             gallery = prompt.text_features(text).float()
+        storage = nbytes(*prompt.parameters(), gallery)
+        chosen = _chosen(sel, n_ctx=n_ctx, depth=depth, init=how, batch_size=batch_size, max_steps=max_steps)
+        notes = (f"MaPLe: {n_ctx} prompt tokens ({how}) in the first {depth} layers of the text transformer, linearly "
+                 f"coupled to vision prompts at the same depths; frozen towers; images encoded through the prompted "
+                 f"ViT (preprocess_val, no augmentation); lr grid {_as_grid(lr)} x epochs 1..{epochs} chosen on "
+                 f"{'all' if max_val is None else f'<= {max_val}'} val images.")
         feats = _encode_split(prompt, vision, rows["test"], max(batch_size, 32), device)
-        result, ms = _rank(ds, feats, gallery, k)
-    storage = _param_bytes(prompt) + gallery.numel() * gallery.element_size()
-    chosen = _chosen(sel, n_ctx=n_ctx, depth=depth, init=how, batch_size=batch_size, max_steps=max_steps)
-    notes = (f"MaPLe: {n_ctx} prompt tokens ({how}) in the first {depth} layers of the text transformer, linearly "
-             f"coupled to vision prompts at the same depths; frozen towers; images encoded through the prompted ViT "
-             f"(preprocess_val, no augmentation); lr grid {_as_grid(lr)} x epochs 1..{epochs} chosen on "
-             f"{'all' if max_val is None else f'<= {max_val}'} val images.")
-    return BaselineResult("maple", result, chosen=chosen, storage_bytes=int(storage), query_ms=ms, notes=notes)
+        return finish("maple", bank, over_gallery(gallery.to(feats.dtype)), k, chosen, storage, notes, queries=feats)

@@ -35,8 +35,9 @@ from torch import nn
 
 from ..datasets.format import IALDataset
 from ..features import FeatureBank
+from ..inference import topk_by
 from . import BaselineResult
-from .adapters import BestOnVal, NO_VAL_NOTE, finish, has_val, in_chunks, nbytes, rows_per_chunk, train_epochs, val_key
+from .common import CHUNK, NO_VAL_NOTE, BestOnVal, finish, has_val, nbytes, rows_per_chunk, train_epochs, val_figures
 
 
 # --- reverse geocoding --------------------------------------------------------------------------------------------
@@ -148,6 +149,16 @@ def distinct_ranking(addr: np.ndarray, score: np.ndarray, feats: torch.Tensor, g
 
 
 # --- visual place recognition by retrieval ------------------------------------------------------------------------
+def search(index, feats: torch.Tensor, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, database rows) [n, m] of each query's `m` nearest database images, `CHUNK` queries per
+    faiss call."""
+    found = [index.search(np.ascontiguousarray(feats[i : i + CHUNK].numpy(), dtype=np.float32), m)
+             for i in range(0, len(feats), CHUNK)]
+    if not found:
+        return np.empty((0, m), dtype=np.float32), np.empty((0, m), dtype=np.int64)
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
 def run_retrieval(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, neighbours: int | None = None,
                   database_splits: Sequence[str] | None = None) -> BaselineResult:
     """Visual place recognition by nearest-neighbour retrieval (the SALAD/AnyLoc setting of the paper's
@@ -175,11 +186,10 @@ def run_retrieval(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, neig
     m = min(neighbours or 10 * k, index.ntotal)
 
     def rank(feats: torch.Tensor, kk: int):
-        sims, nn_idx = index.search(np.ascontiguousarray(feats.numpy(), dtype=np.float32), m)
+        sims, nn_idx = search(index, feats, m)
         addr = geocoder(coords[nn_idx.ravel()]).reshape(nn_idx.shape)
         return distinct_ranking(addr, sims, feats, gallery, kk)
 
-    rank = in_chunks(rank)
     storage = int(faiss.serialize_index(index).nbytes) + coords.nbytes
     notes = (f"database: {'+'.join(database)} ({index.ntotal} images); "
              f"reverse geocoding: {geocoder.source}, agreeing with {geocoder_agreement(geocoder, bank):.1f}% of the "
@@ -297,19 +307,19 @@ def run_geoclip(bank: FeatureBank, model=None, seed: int = 0, k: int = 5, sigmas
     def ranker(loc_feats: torch.Tensor, img_head: GeoCLIPHead, xy: np.ndarray, geo: Geocoder):
         m = min(locations or 10 * k, len(xy))
 
-        @torch.no_grad()
         def rank(feats: torch.Tensor, kk: int):
-            sims, idx = (img_head(feats) @ loc_feats.T).topk(m, dim=1)
+            sims, idx = topk_by(lambda q, _: img_head(q) @ loc_feats.T, feats, len(loc_feats), m,
+                                query_chunk=rows_per_chunk(len(loc_feats)))
             addr = geo(xy[idx.numpy().ravel()]).reshape(idx.shape)
             return distinct_ranking(addr, sims.numpy(), feats, text_gallery, kk)
-        return in_chunks(rank, rows_per_chunk(len(loc_feats)))
+        return rank
 
     best = BestOnVal()
 
     def after_epoch(epoch):  # (no dropout or batch-norm here: train and eval modes agree)
         with torch.no_grad():
             loc_feats = encoder(select_t)
-        best.offer(val_key(ranker(loc_feats, head, select_xy, select_geocoder), bank, k), {"epoch": epoch},
+        best.offer(val_figures(ranker(loc_feats, head, select_xy, select_geocoder), bank, k), {"epoch": epoch},
                    (head.state_dict(), encoder.state_dict()))
 
     decay = [p for n, p in head.named_parameters() if n != "log_scale"] + list(encoder.parameters())

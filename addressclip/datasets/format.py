@@ -15,15 +15,15 @@ Training, evaluation and visualisation read only this format.
 from __future__ import annotations
 
 import functools
-
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..cache import atomic_write, write_text
 
 SPLITS = ("train", "val", "test")
 
@@ -84,12 +84,6 @@ def validate_samples(df: pd.DataFrame, where: str = "samples") -> pd.DataFrame:
     return df[list(SAMPLE_COLUMNS) + extra].reset_index(drop=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def card_markdown(card: dict[str, Any]) -> str:
     lines = [f"# Dataset card: {card.get('name', '?')}", ""]
     if card.get("description"):
@@ -125,15 +119,10 @@ def write_dataset(root: str | Path, samples: pd.DataFrame, card: dict[str, Any],
             raise DatasetFormatError(
                 f"segments: CRS {segments.crs} differs from the samples' EPSG:{int(samples['epsg'].iloc[0])}"
             )
-        tmp = root / "segments.tmp.gpkg"
-        tmp.unlink(missing_ok=True)
-        segments[list(SEGMENT_COLUMNS)].to_file(tmp, driver="GPKG", layer="segments")
-        os.replace(tmp, root / "segments.gpkg")
-    tmp = root / "samples.tmp.parquet"
-    samples.to_parquet(tmp, index=False)
-    os.replace(tmp, root / "samples.parquet")
-    _atomic_write_text(root / "card.md", card_markdown(card))
-    _atomic_write_text(root / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))
+        atomic_write(root / "segments.gpkg", lambda tmp: segments[list(SEGMENT_COLUMNS)].to_file(tmp, driver="GPKG", layer="segments"))
+    atomic_write(root / "samples.parquet", lambda tmp: samples.to_parquet(tmp, index=False))
+    write_text(root / "card.md", card_markdown(card))
+    write_text(root / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))
     return root
 
 

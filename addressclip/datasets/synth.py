@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from shapely.geometry import MultiLineString, Point
 from shapely.ops import linemerge
 from tqdm.auto import tqdm
 
+from ..cache import atomic_write
 from .captions import Captioner, TemplateCaptioner
 from .format import SPLITS, write_dataset
 from .osm import BUNDLED, LICENCE, OSMCity, load_osm
@@ -54,8 +54,9 @@ _REAL_DATA_OPTIONS = frozenset({"strict", "raw_dir"})  # the CLI/notebook pass t
 
 
 @dataclass(frozen=True)
-class Profile:
-    """Build settings; any field can be overridden by a keyword of ``build_synth``."""
+class CityScale:
+    """How much of a city is rendered, and how: build settings; any field can be overridden by a keyword of
+    ``build_synth``."""
 
     image_size: int
     spacing_m: float
@@ -66,19 +67,22 @@ class Profile:
     offset_m: float = 2.0  # camera distance to the right of the centreline
 
 
-PROFILES: dict[str, Profile] = {
+CITY_SCALES: dict[str, CityScale] = {
     # CI: a compact central area, a few hundred 64 px images, one process.
-    "tiny": Profile(image_size=64, spacing_m=15.0, headings=4, max_locations=100, subset="central", workers=1),
+    "tiny": CityScale(image_size=64, spacing_m=15.0, headings=4, max_locations=100, subset="central", workers=1),
     # Whole city at 128 px; the cap thins the spacing if a city has more street than a few minutes' render.
-    "demo": Profile(image_size=128, spacing_m=12.0, headings=4, max_locations=3000, subset="thin", workers=2),
+    "full": CityScale(image_size=128, spacing_m=12.0, headings=4, max_locations=3000, subset="thin", workers=2),
 }
+# Build parameters recorded (build_params.json, the card) before the city scale had its own name: "profile",
+# with "demo" for the whole city. A folder recorded so is the same build (see _check_params).
+_LEGACY_SCALE_KEY, _LEGACY_SCALES = "profile", {"tiny": "tiny", "demo": "full"}
 
 
 def build_synth(
     out_dir: str | Path,
     name: str,
     city: str,
-    profile: str = "demo",
+    city_scale: str = "full",
     seed: int = 0,
     image_size: int | None = None,
     spacing_m: float | None = None,
@@ -93,26 +97,29 @@ def build_synth(
 ) -> Path:
     """Build a rendered dataset for `city` ("helsinki", "kotka" or an OSM extract path) into `out_dir`.
 
-    `profile` ("tiny" or "demo", see :data:`PROFILES`) gives the defaults; explicit arguments override them.
+    `city_scale` ("tiny" or "full", see :data:`CITY_SCALES`) gives the defaults; explicit arguments override them.
     `headings` is a count (evenly spaced, starting along the street: 4 = forward, right, back, left) or a list
     of angles relative to the street direction. `captioner` defaults to :class:`TemplateCaptioner(seed)`.
     Options meant for real-data builders (``strict``, ``raw_dir``) are ignored quietly, other unknown
     keywords with a warning. Returns `out_dir`.
     """
     t0 = time.time()
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+    if city_scale not in CITY_SCALES:
+        raise ValueError(f"unknown city_scale {city_scale!r}; valid: {', '.join(CITY_SCALES)}")
+    if _LEGACY_SCALE_KEY in ignored:  # not ignored quietly: the default would render the whole city
+        raise ValueError(f"build_synth has no option {_LEGACY_SCALE_KEY!r}; the city's size is city_scale "
+                         f"(valid: {', '.join(CITY_SCALES)})")
     unknown = sorted(set(ignored) - _REAL_DATA_OPTIONS)
     if unknown:
         warnings.warn(f"build_synth ignores unknown options {unknown}", stacklevel=2)
-    prof = PROFILES[profile]
+    scale = CITY_SCALES[city_scale]
     cfg = {
-        "name": name, "city": str(city), "profile": profile, "seed": int(seed),
-        "image_size": int(image_size or prof.image_size),
-        "spacing_m": float(spacing_m or prof.spacing_m),
-        "headings": _heading_offsets(prof.headings if headings is None else headings),
-        "max_locations": prof.max_locations if max_locations is None else int(max_locations),
-        "subset": prof.subset, "offset_m": prof.offset_m,
+        "name": name, "city": str(city), "city_scale": city_scale, "seed": int(seed),
+        "image_size": int(image_size or scale.image_size),
+        "spacing_m": float(spacing_m or scale.spacing_m),
+        "headings": _heading_offsets(scale.headings if headings is None else headings),
+        "max_locations": scale.max_locations if max_locations is None else int(max_locations),
+        "subset": scale.subset, "offset_m": scale.offset_m,
         "junction_merge_m": float(junction_merge_m), "min_points": int(min_points),
         "max_snap_m": DEFAULT_MAX_SNAP_M, "split_fractions": list(SPLIT_FRACTIONS), "jpeg_quality": JPEG_QUALITY,
     }
@@ -120,10 +127,10 @@ def build_synth(
     cfg["captioner"] = type(captioner).__name__ + (f"(seed={captioner.seed})" if isinstance(captioner, TemplateCaptioner) else "")
     if cfg["image_size"] < 8:
         raise ValueError(f"image_size must be >= 8 pixels, got {cfg['image_size']}")
-    n_workers = int(workers or prof.workers)
-    check_extract_file(city, profile)  # a country-sized file is refused before it is parsed
+    n_workers = int(workers or scale.workers)
+    check_extract_file(city, city_scale)  # a country-sized file is refused before it is parsed
     osm = load_osm(city)  # first: a bad city fails before anything is written
-    check_city_size(osm, profile, cfg)
+    check_city_size(osm, city_scale, cfg)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     _check_params(out, cfg)
@@ -142,10 +149,10 @@ def build_synth(
 
 
 # ------------------------------------------------------------------------------------------- extract size
-# What one profile renders at most. The scene (every building and road of the extract, with a ground raster of at
+# What one city scale renders at most. The scene (every building and road of the extract, with a ground raster of at
 # most 12 M cells) covers the whole extract, so its area is bounded: at 25 km2 a raster cell is 1.44 m (kerbs still
-# read). The demo profile places cameras along every named street and widens their spacing to fit max_locations;
-# beyond twice the profile's spacing (24 m), sub-street segments of one city block no longer hold the partition's
+# read). The full scale places cameras along every named street and widens their spacing to fit max_locations;
+# beyond twice its spacing (24 m), sub-street segments of one city block no longer hold the partition's
 # 5 locations, so such an extract is refused rather than rendered into a different kind of dataset.
 MAX_EXTRACT_MB = 100.0
 MAX_SCENE_KM2 = 25.0
@@ -153,7 +160,7 @@ MAX_SPACING_FACTOR = 2.0
 
 
 class ExtractTooLargeError(ValueError):
-    """An OSM extract is too large for the chosen build profile (the message says how to thin it)."""
+    """An OSM extract is too large for the chosen city scale (the message says how to thin it)."""
 
 
 def _thin_hint(lon: float, lat: float, side_km: float, source: str) -> str:
@@ -167,7 +174,7 @@ def _thin_hint(lon: float, lat: float, side_km: float, source: str) -> str:
             "that file")
 
 
-def check_extract_file(city: str | Path, profile: str) -> None:
+def check_extract_file(city: str | Path, city_scale: str) -> None:
     """Refuse, before parsing, an extract file larger than MAX_EXTRACT_MB (a region or a country)."""
     if str(city).lower() in BUNDLED:
         return
@@ -176,9 +183,9 @@ def check_extract_file(city: str | Path, profile: str) -> None:
         mb = path.stat().st_size / 2**20
         if mb > MAX_EXTRACT_MB:
             raise ExtractTooLargeError(
-                f"OSM extract {str(path)!r} is {mb:.0f} MB, more than the {MAX_EXTRACT_MB:g} MB profile {profile!r} "
-                f"reads: it renders a city centre of at most {MAX_SCENE_KM2:g} km2 (a few MB of .osm.pbf), and parsing "
-                f"a region or a country takes many GB of memory. Thin it to the area you want, e.g. a 3 x 3 km box: "
+                f"OSM extract {str(path)!r} is {mb:.0f} MB, more than the {MAX_EXTRACT_MB:g} MB city scale "
+                f"{city_scale!r} reads: it renders a city centre of at most {MAX_SCENE_KM2:g} km2 (a few MB of "
+                f".osm.pbf), and parsing a region or a country takes many GB of memory. Thin it to the area you want, e.g. a 3 x 3 km box: "
                 f"`osmium extract -b LON_MIN,LAT_MIN,LON_MAX,LAT_MAX {path} -o centre.osm.pbf` (the osmium-tool "
                 f"command; in Python `addressclip.datasets.osm.cut_extract`), then build from that file"
             )
@@ -196,15 +203,15 @@ def city_size(osm: OSMCity) -> dict[str, float]:
             "centre_lon": float(lon), "centre_lat": float(lat)}
 
 
-def check_city_size(osm: OSMCity, profile: str, cfg: dict[str, Any]) -> dict[str, float]:
-    """Raise `ExtractTooLargeError` when the parsed extract is too large for `profile`; returns `city_size`."""
+def check_city_size(osm: OSMCity, city_scale: str, cfg: dict[str, Any]) -> dict[str, float]:
+    """Raise `ExtractTooLargeError` when the parsed extract is too large for `city_scale`; returns `city_size`."""
     size = city_size(osm)
     side = round(0.8 * math.sqrt(MAX_SCENE_KM2), 1)  # a box that fits the scene
     hint = _thin_hint(size["centre_lon"], size["centre_lat"], side, osm.source)
     if size["scene_km2"] > MAX_SCENE_KM2:
         raise ExtractTooLargeError(
             f"OSM extract {osm.source!r} covers {size['scene_km2']:.1f} km2 ({size['street_km']:.1f} km of named "
-            f"streets); profile {profile!r} renders a scene of at most {MAX_SCENE_KM2:g} km2 (every building and road "
+            f"streets); city scale {city_scale!r} renders a scene of at most {MAX_SCENE_KM2:g} km2 (every building and road "
             f"of the extract is in the scene). {hint}."
         )
     cap = cfg["max_locations"]
@@ -212,16 +219,17 @@ def check_city_size(osm: OSMCity, profile: str, cfg: dict[str, Any]) -> dict[str
         needed = size["street_km"] * 1000.0 / cfg["spacing_m"]
         if needed > cap * MAX_SPACING_FACTOR:
             spacing = size["street_km"] * 1000.0 / cap
-            # a box holding about `cap` locations at the profile's spacing, at this extract's street density
+            # a box holding about `cap` locations at the city scale's spacing, at this extract's street density
             density = size["street_km"] / max(size["scene_km2"], 1e-6)
             side = max(0.1, round(math.sqrt(cap * cfg["spacing_m"] / 1000.0 / density), 1))
             hint = _thin_hint(size["centre_lon"], size["centre_lat"], side, osm.source)
             raise ExtractTooLargeError(
-                f"OSM extract {osm.source!r} has {size['street_km']:.1f} km of named streets; profile {profile!r} "
-                f"places at most {cap} camera locations along them, {spacing:.0f} m apart (more than "
+                f"OSM extract {osm.source!r} has {size['street_km']:.1f} km of named streets; city scale "
+                f"{city_scale!r} places at most {cap} camera locations along them, {spacing:.0f} m apart (more than "
                 f"{MAX_SPACING_FACTOR:g} x its {cfg['spacing_m']:g} m spacing), too sparse for sub-streets of one "
                 f"block to hold 5 locations. {hint}; or raise max_locations (render time grows with it), or use "
-                f"profile 'tiny' (a compact central area of {PROFILES['tiny'].max_locations} locations)."
+                f"city scale 'tiny' (a compact central area of {CITY_SCALES['tiny'].max_locations} locations; "
+                f"city_scale='tiny', `--city-scale tiny` on the command line)."
             )
     return size
 
@@ -271,16 +279,16 @@ def city_addresses(city: str | Path, spacing_m: float | None = None, offset_m: f
                    min_points: int = DEFAULT_MIN_POINTS) -> gpd.GeoDataFrame:
     """Every sub-street address of a city from its map alone (no dataset, no photos).
 
-    Places points along every named street exactly as the renderer places cameras (`sample_locations` at the demo
-    profile's spacing, 12 m, 2 m right of the centreline) and runs the same semantic address partition
+    Places points along every named street exactly as the renderer places cameras (`sample_locations` at the full
+    city scale's spacing, 12 m, 2 m right of the centreline) and runs the same semantic address partition
     (`assign_addresses`, postcode-vote neighbourhoods), so the addresses are those a rendered dataset of the whole
-    city gets when it fits the demo profile's cap. Returns one row per address (``address``, ``street``,
+    city gets when it fits the full city scale's cap. Returns one row per address (``address``, ``street``,
     ``neighbourhood``, ``n_points``, geometry: the address's street segments) in the extract's UTM CRS. Cached
     per process by file and parameters; treat the frame as read-only.
     """
     osm = load_osm(city)
-    spacing = float(spacing_m or PROFILES["demo"].spacing_m)
-    offset = float(PROFILES["demo"].offset_m if offset_m is None else offset_m)
+    spacing = float(spacing_m or CITY_SCALES["full"].spacing_m)
+    offset = float(CITY_SCALES["full"].offset_m if offset_m is None else offset_m)
     return _city_addresses(osm.source, Path(osm.source).stat().st_mtime_ns, str(city), spacing, offset,
                            float(junction_merge_m), int(min_points))
 
@@ -386,14 +394,27 @@ def _check_params(out: Path, cfg: dict[str, Any]) -> None:
     """Refuse to resume into a folder built with other parameters (its images would not match)."""
     path = out / PARAMS_NAME
     if path.exists():
-        old = json.loads(path.read_text())
+        recorded = json.loads(path.read_text())
+        old = _upgrade_params(recorded)
         if old != json.loads(json.dumps(cfg)):
             diff = {k: (old.get(k), cfg.get(k)) for k in set(old) | set(cfg) if old.get(k) != cfg.get(k)}
             raise ValueError(
                 f"{out} holds a build with other parameters {diff} (old, new); use another folder or delete it"
             )
+        if old != recorded:  # the same build, recorded under the old names: record it as the card will
+            path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
     else:
         path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def _upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Build parameters with the city scale under its current name and value (older folders say "profile")."""
+    if _LEGACY_SCALE_KEY not in params or "city_scale" in params:
+        return params
+    params = dict(params)
+    old = params.pop(_LEGACY_SCALE_KEY)
+    params["city_scale"] = _LEGACY_SCALES.get(old, old)
+    return params
 
 
 def _read_log(out: Path) -> dict[str, dict[str, Any]]:
@@ -429,10 +450,9 @@ def _render_one(task: dict[str, Any]) -> dict[str, Any]:
     cam = w["render"].Camera(x=task["easting"], y=task["northing"], heading=task["heading"], pitch=0.0)
     image, info = w["render"].render_view(w["scene"], cam, size=w["size"], capture_seed=task["capture_seed"])
     caption = w["captioner"](image, info)
-    path = w["out"] / task["image"]
-    tmp = path.with_name(path.stem + ".tmp.jpg")
-    image.convert("RGB").save(tmp, format="JPEG", quality=JPEG_QUALITY)
-    os.replace(tmp, path)  # never leave a truncated JPEG under its final name
+    # never leave a truncated JPEG under its final name
+    atomic_write(w["out"] / task["image"], lambda tmp: image.convert("RGB").save(tmp, format="JPEG", quality=JPEG_QUALITY),
+                 durable=False)
     return {"image": task["image"], "caption": caption, "info": _jsonable(info)}
 
 

@@ -1,0 +1,42 @@
+"""Determinism without global random state: generators seeded by integer keys, a stable string hash, and
+hash noise (stable textures without stored images), with a fade that keeps fine patterns from aliasing."""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+
+def _stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    """A generator seeded by integer keys (any size or sign: mapped one-to-one to non-negative ints)."""
+    return np.random.default_rng([2 * int(k) if k >= 0 else -2 * int(k) - 1 for k in keys])
+
+
+def _hash01(ix: np.ndarray, iy: np.ndarray, seed: Any = 0) -> np.ndarray:
+    """Uniform [0, 1) per integer lattice point; seed may be per point."""
+    h = (np.asarray(ix, np.int64) * 374761393 + np.asarray(iy, np.int64) * 668265263
+         + np.asarray(seed, np.int64) * 1442695041) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
+    h ^= h >> 16
+    return (h & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
+
+
+def _value_noise(x: np.ndarray, y: np.ndarray, seed: Any = 0) -> np.ndarray:
+    """Smooth noise in [0, 1) with unit feature size."""
+    fx, fy = np.floor(x), np.floor(y)
+    ix, iy = fx.astype(np.int64), fy.astype(np.int64)
+    sx, sy = x - fx, y - fy
+    sx, sy = (sx * sx * (3 - 2 * sx)).astype(np.float32), (sy * sy * (3 - 2 * sy)).astype(np.float32)
+    a, b = _hash01(ix, iy, seed), _hash01(ix + 1, iy, seed)
+    c, d = _hash01(ix, iy + 1, seed), _hash01(ix + 1, iy + 1, seed)
+    return (a + (b - a) * sx) * (1 - sy) + (c + (d - c) * sx) * sy
+
+
+def _fade(period: float | np.ndarray, pixel: np.ndarray) -> np.ndarray:
+    """1 where a pattern of this period (m) is resolved at this pixel footprint (m), 0 where it would alias."""
+    return np.clip((period / np.maximum(pixel, 1e-6) - 2.0) / 2.0, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,75 @@
+"""Outputs of the frozen layers, computed once per (frozen weights, inputs) and kept on disk (`cache`).
+
+With the image trunk partly frozen (``train_image="last:N"``, ``"proj"`` or ``"none"``), the frozen leading
+layers give the same output for an image in every epoch and in every run that starts from the same weights
+(ablations, seeds); with the text trunk frozen (``train_text="proj"`` or ``"none"``) the same holds for every
+caption and address. Caching them is exact and removes most of the cost of training and evaluation on a CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import cache
+from .data import ImageRows
+from .freezing import frozen_text_trunk, projection_names
+from .paths import features_root
+
+
+def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path | None = None, max_gb: float = 4.0,
+                  num_workers: int = 1, batch_size: int = 64, progress: bool = False) -> torch.Tensor | None:
+    """[N, ...] outputs of the frozen image layers for the images at `paths`, or None where the tower does not
+    split or the cache would exceed `max_gb`. Read from / written to `cache_dir` (default outputs/features)."""
+    blocks = model.frozen_image_blocks()
+    if blocks is None or not paths:
+        return None
+    rows = ImageRows(None, paths, transform, model.image_size)
+    first = model.encode_frozen_image_layers(rows[0][0][None].to(model.device))
+    if first.numel() * first.element_size() * len(rows) / 1e9 > max_gb:
+        return None
+    trunk = model.clip.visual.trunk
+    frozen = [trunk.conv_stem, trunk.bn1, *trunk.blocks[:blocks]] + ([trunk.conv_head, trunk.bn2] if blocks == len(trunk.blocks) else [])
+    key = cache.digest("frozen image layers", blocks, model.image_size, model.spec.backbone,
+                       [m.state_dict() for m in frozen], [str(p) for p in paths], length=24)
+
+    def compute():
+        was_training = model.training
+        model.eval()
+        loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+        parts = [model.encode_frozen_image_layers(images.to(model.device)).cpu()
+                 for images, _ in tqdm(loader, desc="frozen image layers", disable=not progress, leave=False)]
+        model.train(was_training)
+        return {"outputs": torch.cat(parts)}
+
+    payload, _ = cache.load_or_compute(Path(cache_dir or features_root()) / f"image-{key}.pt", compute)
+    return payload["outputs"]
+
+
+def text_outputs(model, texts: list[str], *, cache_dir: str | Path | None = None, batch_size: int = 256,
+                 progress: bool = False) -> bool:
+    """Give the model the frozen text-trunk outputs of `texts` (`AddressCLIP.remember_text_trunk`), from disk
+    where known, computing and saving what is missing. Only when the text trunk is frozen (else returns False and
+    does nothing). Runs from the same weights (seeds, ablation variants) then never encode the same captions twice."""
+    if not frozen_text_trunk(model) or not model.cache_frozen_text:
+        return False
+    unique = sorted(set(texts))
+    proj = projection_names(model.clip, "text")
+    trunk = {n: t for n, t in model.clip.state_dict().items() if not n.startswith(("visual.", "logit_")) and n not in proj}
+    key = cache.digest("frozen text trunk", model.spec.backbone, trunk, unique, length=24)
+
+    def compute():
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            pooled = torch.cat([model.encode_text_trunk(model.tokenize(unique[i : i + batch_size]).to(model.device)).cpu()
+                                for i in tqdm(range(0, len(unique), batch_size), desc="frozen text layers",
+                                              disable=not progress, leave=False)])
+        model.train(was_training)
+        return {"outputs": pooled}
+
+    payload, _ = cache.load_or_compute(Path(cache_dir or features_root()) / f"text-{key}.pt", compute)
+    model.remember_text_trunk(unique, payload["outputs"])
+    return True

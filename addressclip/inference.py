@@ -1,0 +1,147 @@
+"""The one inference path: a trained model from a run, candidate texts and images encoded, candidates ranked.
+
+Evaluation (`evaluate`), prediction (`predict.AddressLocator`), the baselines' frozen features (`features`) and
+the figures (`visualise`) all call these functions, so a photo is the same input, an address the same vector
+and a ranking the same order everywhere. Images are decoded by the one decoder, `data.open_image`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+QUERY_CHUNK = 4096     # images ranked at once: the [images, candidates] score block stays bounded ...
+GALLERY_CHUNK = 16384  # ... over candidates too: at most 4096 x 16384 float32 (256 MB), whatever the gallery size
+
+
+def resolve_device(name: str = "auto") -> str:
+    """"auto" -> "cuda" when available, else "cpu"; a CUDA device asked for without CUDA is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    return name
+
+
+def load_model(source: str | Path | None = None, device: str = "cpu", dataset: str | Path | None = None,
+               **spec_overrides):
+    """A trained model from a run name under outputs/runs, a run folder or a model.pt (None: the newest
+    finished run on `dataset`). The checkpoint holds every weight: the `pretrained` file the run started from is
+    recorded in the spec but not read again. ``model.checkpoint`` is the model.pt read and ``model.train_config``
+    the run's training configuration. `spec_overrides` change what trains (e.g. to start a new run from it)."""
+    from .model import create_model
+    from .runs import load_checkpoint, resolve_run
+
+    where = resolve_run(None if source is None else str(source), dataset=None if dataset is None else str(dataset))
+    model_pt = where / "model.pt" if where.is_dir() else where
+    state = load_checkpoint(model_pt)
+    spec = {**state["spec"], **spec_overrides}
+    model = create_model(device=resolve_device(device), **{**spec, "pretrained": None})  # weights: below
+    model.spec.pretrained = spec.get("pretrained")
+    model.clip.load_state_dict(state["model"])
+    model.checkpoint, model.train_config = model_pt, state.get("config") or {}
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ encoding
+@torch.inference_mode()
+def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool = False, desc: str = "texts") -> torch.Tensor:
+    """Normalised text features [N, D] (float32, on the model's device), in batches of similar length: a batch
+    is padded only to its longest text, so sorting by length saves the padding of long galleries."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = None  # filled in place: no list of batches to concatenate (a second copy at 100k candidates)
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
+        rows = order[start : start + batch_size]
+        feats = model.encode_text([texts[i] for i in rows]).float()
+        if out is None:
+            out = torch.empty(len(texts), feats.shape[1], device=feats.device)
+        out[torch.as_tensor(rows, device=feats.device)] = feats
+    if out is None:
+        raise ValueError("no texts to encode")
+    return out
+
+
+def _readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+    """Collate (image, row) items, and (None, row, error) items of unreadable images, into (stacked images,
+    their rows, {row: error})."""
+    good = [item for item in batch if item[0] is not None]
+    errors = {item[1]: item[2] for item in batch if item[0] is None}
+    images = torch.stack([item[0] for item in good]) if good else None
+    return images, [int(item[1]) for item in good], errors
+
+
+@torch.inference_mode()
+def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int = 1, progress: bool = False
+                  ) -> tuple[torch.Tensor, list[int], dict[int, str]]:
+    """Normalised image features of `rows` (`data.ImageRows`): ([n, D] float32 on the model's device, the rows
+    they belong to, {row: reason} of images that could not be read, when the rows report instead of raising)."""
+    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=_readable)
+    feats, kept, failed = [], [], {}
+    for images, which, errors in tqdm(loader, desc="images", disable=not progress, leave=False):
+        failed.update(errors)
+        if images is not None:
+            feats.append(model.encode_image(images.to(model.device, non_blocking=True)).float())
+            kept += which
+    out = torch.cat(feats) if feats else torch.empty(0, 0, device=model.device)
+    return out, kept, failed
+
+
+@torch.inference_mode()
+def encode_after_frozen(model, frozen: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Image features from the cached outputs of the frozen image layers (`frozen_layers`), in batches."""
+    return torch.cat([model.encode_image_after_frozen(frozen[i : i + batch_size].to(model.device)).float()
+                      for i in range(0, len(frozen), batch_size)])
+
+
+# ------------------------------------------------------------------------------------------------- ranking
+def topk(queries: torch.Tensor, gallery: torch.Tensor, k: int, query_chunk: int = QUERY_CHUNK,
+         gallery_chunk: int = GALLERY_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, indices) [n, min(k, A)] of the top-k dot products of each query with the gallery, best first.
+
+    Scores exist for one [query_chunk, gallery_chunk] block at a time and a running top-k is merged across
+    gallery blocks, so memory does not grow with the number of candidates."""
+    return topk_by(lambda q, j: q @ gallery[j : j + gallery_chunk].T, queries, gallery.shape[0], k,
+                   query_chunk, gallery_chunk)
+
+
+def topk_by(score: Callable[[torch.Tensor, int], torch.Tensor], queries: torch.Tensor, candidates: int, k: int,
+            query_chunk: int = QUERY_CHUNK, gallery_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`topk` for any scoring: ``score(query_block, j)`` gives the scores of candidates j.. j+gallery_chunk
+    (all candidates when `gallery_chunk` is None) for a block of queries."""
+    k = min(int(k), candidates)
+    if k < 1:
+        raise ValueError(f"k must be at least 1 and there must be candidates (k={k}, {candidates} candidates)")
+    step = gallery_chunk or candidates
+    all_scores, all_idx = [], []
+    with torch.no_grad():
+        for i in range(0, len(queries), query_chunk):
+            q = queries[i : i + query_chunk]
+            best_s = best_i = None
+            for j in range(0, candidates, step):
+                block = score(q, j)
+                s, idx = block.topk(min(k, block.shape[1]), dim=1)
+                idx = idx + j
+                if best_s is not None:  # merge with the best so far
+                    s, pos = torch.cat([best_s, s], dim=1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
+                    idx = torch.cat([best_i, idx], dim=1).gather(1, pos)
+                best_s, best_i = s, idx
+            all_scores.append(best_s)
+            all_idx.append(best_i)
+    if not all_scores:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    return torch.cat(all_scores), torch.cat(all_idx)
+
+
+def timed_ranking(rank: Callable[[torch.Tensor, int], tuple], queries: torch.Tensor, k: int, repeats: int = 3):
+    """(rank(queries, k), ms per query): the best of `repeats` passes over all queries, divided by their number.
+    Every method's ``query_ms`` is measured by this one function."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = rank(queries, k)
+        best = min(best, time.perf_counter() - start)
+    return result, (1000 * best / len(queries) if len(queries) else None)
