@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = [sorted((root / "tables").glob("ablation-runs-*.csv")) for root in (a, b)]
     for ta, tb in zip(*tables):
         ra, rb = pd.read_csv(ta), pd.read_csv(tb)
-        ra["experiment"] = ra["experiment"].replace(RENAMED)
+        ra["experiment"], rb["experiment"] = ra["experiment"].replace(RENAMED), rb["experiment"].replace(RENAMED)
         key = ["experiment", "variant", "seed"]
         joined = ra.merge(rb, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
         for _, row in joined.iterrows():
