@@ -8,7 +8,8 @@
   truncated file, a foreign file or a flipped bit raises `DamagedFile`; a damaged file is never used.
 - `digest`: the one content hash (SHA-256) of strings, bytes, numbers, tensors and nested lists/dicts of them;
   cache keys are built from it.
-- `load_or_compute`: the one policy for derived data (feature caches, galleries, baseline results): a damaged
+- `load_or_compute` (`load_or_compute_json` for small JSON results, which carry a checksum too): the one policy
+  for derived data (feature caches, galleries, baseline results): a damaged
   file is reported with a warning, moved aside as ``<name>.damaged`` (kept for inspection, never read again),
   and the value is recomputed; a folder that cannot be written leaves the value in memory only.
 """
@@ -172,15 +173,37 @@ def load_or_compute(path: str | Path | None, compute: Callable[[], dict[str, Any
     return payload, False
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def load_json_checked(path: str | Path) -> Any:
+    """A JSON result written by `load_or_compute_json`, its checksum verified; `DamagedFile` if it does not parse
+    or does not match. Files written before checksums existed (a bare JSON value) load unverified."""
+    path = Path(path)
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedFile(f"{path} is damaged ({exc})") from exc
+    if isinstance(stored, dict) and (INTEGRITY_KEY in stored or ("value" in stored and len(stored) == 2)):
+        integrity, value = stored.get(INTEGRITY_KEY), stored.get("value")
+        expected = integrity.get("sha256") if isinstance(integrity, dict) else None
+        if set(stored) != {INTEGRITY_KEY, "value"} or expected != digest(_json_text(value)):
+            raise DamagedFile(f"{path} is damaged: its contents do not match the checksum written with them")
+        return value
+    return stored
+
+
 def load_or_compute_json(path: str | Path, compute: Callable[[], Any]) -> tuple[Any, bool]:
-    """`load_or_compute` for small JSON results (e.g. a baseline's row): a file that does not parse is damaged."""
+    """`load_or_compute` for small JSON results (e.g. a baseline's row), stored with the checksum of the value
+    (``{"value": ..., "_integrity": {"sha256": ...}}``): a file that does not parse or does not match is damaged."""
     path = Path(path)
     if path.exists():
         try:
-            return json.loads(path.read_text()), True
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            set_aside(path, f"{path} is damaged ({exc})")
-    value = compute()
-    write_text(path, json.dumps(value, default=str))
+            return load_json_checked(path), True
+        except DamagedFile as exc:
+            set_aside(path, str(exc))
+    value = json.loads(_json_text(compute()))  # as it will read back
+    text = _json_text(value)
+    write_text(path, json.dumps({"value": value, INTEGRITY_KEY: {"sha256": digest(text)}}, sort_keys=True) + "\n")
     return value, False
-

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .datasets.registry import DATASETS
-from .freezing import parse_mode
+from .errors import UserError, check_type, matches
+from .freezing import check_block_count, parse_mode
 from .losses import GEOGRAPHY_FORMS
 
 CAPTION_TEXTS = ("caption+address", "caption")
@@ -18,7 +22,7 @@ CAPTION_TEXTS = ("caption+address", "caption")
 TRAIN_SPLITS = ("train", "train+val")
 # Fields that control how a run is executed, not what it computes: they do not enter the run's identity.
 RUN_CONTROL = ("run_name", "runs_dir", "resume", "progress", "num_workers", "stop_after_epochs", "device", "overwrite",
-               "cache_frozen_image", "cache_max_gb")
+               "cache_frozen_image", "cache_max_gb", "strict_images")
 
 
 @dataclass
@@ -70,8 +74,13 @@ class TrainConfig:
     overwrite: bool = False                # start again even if the run exists
     progress: bool | None = None           # None: addressclip.progress.enabled() decides (off in headless runs)
     stop_after_epochs: int | None = None   # end this call after N epochs (to test interruption)
+    strict_images: bool = False            # stop at unreadable images (naming them) instead of skipping them
 
     def __post_init__(self) -> None:
+        for name, hint in _hints().items():  # a path object where a string is wanted is that path's string
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike) and matches("", hint):
+                setattr(self, name, os.fspath(value))
         self.validate()
 
     @classmethod
@@ -82,7 +91,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         unknown = sorted(set(values) - set(cls.fields()))
         if unknown:
-            raise ValueError(f"unknown training options {unknown}; valid: {', '.join(cls.fields())}")
+            raise UserError(f"unknown training options {unknown}; valid: {', '.join(cls.fields())}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -102,38 +111,64 @@ class TrainConfig:
         return {"address": self.w_address, "caption": self.w_caption, "geography": self.w_geography}
 
     def validate(self) -> None:
-        from .model import OFFLINE_BACKBONES, RESIZE_MODES, backbone_names
+        """Check every value, before anything is loaded: types against the annotations, names against the valid
+        choices, numbers against their ranges, and `last:N` against the backbone's block counts."""
+        from .model import OFFLINE_BACKBONES, RESIZE_MODES, backbone_names, check_pretrained
 
+        for name, hint in _hints().items():
+            check_type(name, getattr(self, name), hint)
         for name in [self.dataset, *self.extra_datasets]:
             if name not in DATASETS and not Path(name).exists():
-                raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} or a built dataset folder")
+                raise UserError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)} or a built dataset folder")
         if self.backbone not in OFFLINE_BACKBONES and self.backbone not in backbone_names():
-            raise ValueError(
+            raise UserError(
                 f"unknown backbone {self.backbone!r}; valid: {', '.join(OFFLINE_BACKBONES)} or an open_clip architecture "
                 f"(e.g. ViT-B-16-quickgelu)"
             )
-        parse_mode(self.train_image)
-        parse_mode(self.train_text)
+        check_pretrained(self.backbone, self.pretrained)
+        for tower in ("image", "text"):
+            mode = getattr(self, f"train_{tower}")
+            parse_mode(mode, f"train_{tower}")
+            check_block_count(self.backbone, tower, mode)
         if self.image_resize_mode not in RESIZE_MODES:
-            raise ValueError(f"unknown image_resize_mode {self.image_resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
+            raise UserError(f"unknown image_resize_mode {self.image_resize_mode!r}; valid: {', '.join(RESIZE_MODES)}")
         if self.train_splits not in TRAIN_SPLITS:
-            raise ValueError(f"unknown train_splits {self.train_splits!r}; valid: {', '.join(TRAIN_SPLITS)}")
+            raise UserError(f"unknown train_splits {self.train_splits!r}; valid: {', '.join(TRAIN_SPLITS)}")
         if self.geography_form not in GEOGRAPHY_FORMS:
-            raise ValueError(f"unknown geography_form {self.geography_form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
+            raise UserError(f"unknown geography_form {self.geography_form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
         if self.caption_text not in CAPTION_TEXTS:
-            raise ValueError(f"unknown caption_text {self.caption_text!r}; valid: {', '.join(CAPTION_TEXTS)}")
+            raise UserError(f"unknown caption_text {self.caption_text!r}; valid: {', '.join(CAPTION_TEXTS)}")
         if self.final_split not in (None, "val", "test"):
-            raise ValueError(f"final_split must be 'val', 'test' or None, got {self.final_split!r}")
+            raise UserError(f"final_split must be 'val', 'test' or None, got {self.final_split!r}")
         for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_size < 2:
-            raise ValueError("batch_size must be at least 2 (contrastive losses need negatives)")
+            raise UserError(f"batch_size must be at least 2 (contrastive losses need negatives), got {self.batch_size}")
+        if self.stop_after_epochs is not None and self.stop_after_epochs < 1:
+            raise UserError(f"stop_after_epochs must be at least 1 or None, got {self.stop_after_epochs}")
+        if self.image_size is not None and self.image_size < 8:
+            raise UserError(f"image_size must be at least 8 pixels or None (the backbone's own), got {self.image_size}")
+        for name in ("eval_every", "warmup_steps", "num_workers", "weight_decay", "cache_max_gb", "lr_min"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "eps"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if min(self.w_address, self.w_caption, self.w_geography) < 0:
-            raise ValueError(f"loss weights must be >= 0, got {self.loss_weights}")
+            raise UserError(f"loss weights must be >= 0, got {self.loss_weights}")
         if not any(self.loss_weights.values()):
-            raise ValueError("every loss weight is zero: nothing to train")
+            raise UserError("every loss weight is zero: nothing to train")
         if not 0 < self.fraction_locations <= 1:
-            raise ValueError(f"fraction_locations must be in (0, 1], got {self.fraction_locations}")
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
-            raise ValueError(f"unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+            raise UserError(f"fraction_locations must be in (0, 1], got {self.fraction_locations}")
+        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise UserError(f"unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+@functools.lru_cache(maxsize=None)
+def _hints() -> dict[str, Any]:
+    """Field -> its type (the annotations, evaluated)."""
+    return typing.get_type_hints(TrainConfig)

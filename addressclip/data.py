@@ -106,12 +106,18 @@ class SplitTable:
         caption_template: str = CAPTION_TEMPLATE,
         fraction_locations: float = 1.0,
         seed: int = 0,
+        skip: "set[str] | None" = None,
     ) -> "SplitTable":
+        """The rows of `split` (optionally a seeded share of its locations), less the images in `skip` (relative
+        paths of unreadable images, `image_check`): dropped after the location sample, so that sample does not
+        depend on which images are bad."""
         frame = pd.concat([ds.split(s) for s in split.split("+")], ignore_index=True)  # e.g. "train+val"
         if fraction_locations < 1.0:
             frame = subsample_locations(frame, fraction_locations, seed)
+        if skip:
+            frame = frame[~frame["image"].isin(set(skip))].reset_index(drop=True)
         if frame.empty:
-            raise ValueError(f"dataset {ds.name!r} has no {split!r} rows")
+            raise ValueError(f"dataset {ds.name!r} has no {'readable ' if skip else ''}{split!r} rows")
         addresses = [address_template.format(address=a) for a in frame["address"]]
         captions = [
             caption_template.format(caption=c, address=a) for c, a in zip(frame["caption"].fillna(""), frame["address"])
@@ -137,8 +143,8 @@ class SplitTable:
             torch.cat([t.coords for t in tables]),
         )
 
-    def rows(self, transform, size_hint: int | None = None) -> ImageRows:
-        return ImageRows(None, self.paths, transform, size_hint)
+    def rows(self, transform, size_hint: int | None = None, report_errors: bool = False) -> ImageRows:
+        return ImageRows(None, self.paths, transform, size_hint, report_errors=report_errors)
 
 
 def subsample_locations(frame: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

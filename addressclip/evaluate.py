@@ -25,7 +25,7 @@ class EvalResult:
     def quality(self) -> dict[str, float]:
         """The accuracy and distance figures, without bookkeeping (counts, timings)."""
         skip = {"split", "images", "candidates", "eval_seconds", "gallery_seconds", "images_per_s", "frozen_layers_cached",
-                "distance_to"}
+                "distance_to", "skipped_images"}
         return {k: v for k, v in self.metrics.items() if k not in skip}
 
 
@@ -39,14 +39,22 @@ def evaluate(
     address_template: str = ADDRESS_TEMPLATE,
     progress: bool = False,
     frozen: torch.Tensor | None = None,
+    skip: "set[str] | dict[str, str] | None" = None,
 ) -> EvalResult:
     """Encode every candidate address once and the split's images in batches; rank by cosine similarity.
-    `frozen`: cached outputs of the frozen image layers for the split's rows (`frozen_layers`), if any."""
+    `skip`: images (paths relative to the dataset) known to be unreadable (`image_check`); they, and any image
+    that fails to decode here, are left out and counted as ``skipped_images``. `frozen`: cached outputs of the
+    frozen image layers for the split's rows less `skip` (`frozen_layers`), if any."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     frame = ds.split(split)
     if not len(frame):
         raise ValueError(f"split {split!r} of dataset {ds.name!r} has no images to evaluate")
+    skipped = 0
+    if skip:
+        keep = ~frame["image"].isin(set(skip))
+        skipped = int((~keep).sum())
+        frame = frame[keep].reset_index(drop=True)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -56,21 +64,29 @@ def evaluate(
     if frozen is not None:
         feats = encode_after_frozen(model, frozen)
     else:
-        rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
-        feats, _, _ = encode_images(model, rows, batch_size, num_workers, progress)
+        rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size, report_errors=True)
+        feats, kept, failed = encode_images(model, rows, batch_size, num_workers, progress)
+        if failed:  # unreadable since the check (or never checked): skipped as prediction skips them
+            skipped += len(failed)
+            frame = frame.iloc[kept].reset_index(drop=True)
+    if not len(frame):
+        raise ValueError(f"split {split!r} of dataset {ds.name!r} has no readable images to evaluate ({skipped} skipped)")
     scores, top = topk(feats, gallery.to(feats.device), k)
     elapsed = time.perf_counter() - start
     model.train(was_training)
     return result_from_ranking(ds, split, top.cpu().numpy(), scores.cpu().numpy(), {
         "eval_seconds": round(elapsed, 3), "gallery_seconds": round(t_gallery, 3),
         "images_per_s": round(len(frame) / max(elapsed, 1e-9), 2),
-        "frozen_layers_cached": frozen is not None})  # if so, images/s excludes the frozen layers
+        "frozen_layers_cached": frozen is not None,  # if so, images/s excludes the frozen layers
+        "skipped_images": skipped}, frame=frame)
 
 
-def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.ndarray, extra: dict | None = None) -> EvalResult:
+def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.ndarray, extra: dict | None = None,
+                        frame: pd.DataFrame | None = None) -> EvalResult:
     """Metrics, predictions and per-address table from a ranking of `ds.addresses` for each image of `split`
-    (`top` [N, k] candidate indices best first, `scores` [N, k]). Every method is scored by this one function."""
-    frame = ds.split(split)
+    (`top` [N, k] candidate indices best first, `scores` [N, k]), or of the rows `frame` of it (the readable
+    ones). Every method is scored by this one function."""
+    frame = ds.split(split) if frame is None else frame
     candidates = ds.addresses
     streets = np.array([ds.address_to_street[a] for a in candidates], dtype=object)
     top, scores = np.asarray(top), np.asarray(scores)

@@ -10,16 +10,32 @@ import re
 
 from torch import nn
 
+from .errors import UserError
+
 MODES = ("all", "none", "proj", "last:N")
 
 
-def parse_mode(mode: str) -> tuple[str, int]:
+def parse_mode(mode: str, name: str = "trainable mode") -> tuple[str, int]:
     m = re.fullmatch(r"last:(\d+)", str(mode))
     if m:
         return "last", int(m.group(1))
     if mode in ("all", "none", "proj"):
         return mode, 0
-    raise ValueError(f"unknown trainable mode {mode!r}; valid: all, none, proj, last:N (N a whole number)")
+    raise UserError(f"unknown {name} {mode!r}; valid: all, none, proj, last:N (N a whole number)")
+
+
+def check_block_count(backbone: str, tower: str, mode: str) -> None:
+    """Refuse ``last:N`` with more blocks than the `tower` of `backbone` has, before any model or data is loaded
+    (the counts come from the architecture: `model.tower_blocks`)."""
+    kind, n = parse_mode(mode, f"train_{tower}")
+    if kind != "last" or n == 0:
+        return
+    from .model import tower_blocks
+
+    counts = tower_blocks(backbone)
+    if counts is not None and n > counts[tower]:
+        raise UserError(f"train_{tower} {mode!r} asks for the last {n} blocks, but backbone {backbone}'s {tower} tower "
+                        f"has {counts[tower]}; valid: all, none, proj, last:0 .. last:{counts[tower]}")
 
 
 def _tower_params(clip: nn.Module, tower: str) -> list[tuple[str, nn.Parameter]]:

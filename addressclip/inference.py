@@ -14,6 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .errors import CheckpointError, DeviceUnavailable
+
 QUERY_CHUNK = 4096     # images ranked at once: the [images, candidates] score block stays bounded ...
 GALLERY_CHUNK = 16384  # ... over candidates too: at most 4096 x 16384 float32 (256 MB), whatever the gallery size
 
@@ -23,7 +25,7 @@ def resolve_device(name: str = "auto") -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+        raise DeviceUnavailable(f"device {name!r} requested but CUDA is not available; valid here: auto, cpu")
     return name
 
 
@@ -38,13 +40,51 @@ def load_model(source: str | Path | None = None, device: str = "cpu", dataset: s
 
     where = resolve_run(None if source is None else str(source), dataset=None if dataset is None else str(dataset))
     model_pt = where / "model.pt" if where.is_dir() else where
-    state = load_checkpoint(model_pt)
+    device = resolve_device(device)
+    try:
+        state = load_checkpoint(model_pt)
+    except RuntimeError as exc:
+        raise CheckpointError(checkpoint_problem(model_pt, exc)) from None  # torch's text would suggest unpickling it
+    if not isinstance(state.get("spec"), dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint {model_pt} is not an addressclip model (it holds {sorted(state)[:6]}, not "
+                              "'model' and 'spec'); give a run folder or the model.pt that training wrote")
     spec = {**state["spec"], **spec_overrides}
-    model = create_model(device=resolve_device(device), **{**spec, "pretrained": None})  # weights: below
+    model = create_model(device=device, **{**spec, "pretrained": None})  # weights: below
     model.spec.pretrained = spec.get("pretrained")
-    model.clip.load_state_dict(state["model"])
+    try:
+        model.clip.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {model_pt}: its weights do not fit its backbone {spec.get('backbone')!r} "
+                              f"({' '.join(str(exc).split())[:300]})") from None
     model.checkpoint, model.train_config = model_pt, state.get("config") or {}
     return model
+
+
+def checkpoint_problem(path: Path, exc: BaseException) -> str:
+    """One line on why a checkpoint could not be read, naming the file. Never PyTorch's own hint to load it with
+    ``weights_only=False``: that would run whatever code the file carries."""
+    import pickle
+
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause)
+    if isinstance(cause, pickle.UnpicklingError) and "weights only" in text.lower():
+        import re
+
+        found = re.search(r"GLOBAL (\S+)", text)
+        what = f" (e.g. {found.group(1)})" if found else ""
+        return (f"checkpoint {path} holds pickled Python objects{what}, not only tensors and plain values; it is not "
+                "loaded, since unpickling can run code: give a run folder or the model.pt that addressclip training wrote")
+    if isinstance(cause, EOFError) or (path.exists() and path.stat().st_size == 0):
+        return f"checkpoint {path} is empty or cut short; give a run folder or the model.pt that addressclip training wrote"
+    if isinstance(cause, PermissionError):
+        return f"checkpoint {path} cannot be read: permission denied"
+    if cause is not exc and type(cause).__name__ == "DamagedFile" and "weights_only" not in text:
+        return f"checkpoint {text}"  # our own checks: a checksum that does not match, or not a dict
+    if "zip archive" in text or "central directory" in text:
+        return f"checkpoint {path} is truncated or damaged (not a complete PyTorch file); copy it again or retrain"
+    return f"checkpoint {path} is not a PyTorch checkpoint this project wrote ({type(cause).__name__})"
 
 
 # ------------------------------------------------------------------------------------------------ encoding

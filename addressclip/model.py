@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .freezing import apply_trainable, frozen_text_trunk, parse_mode  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .freezing import _blocks, apply_trainable, frozen_text_trunk, parse_mode  # noqa: E402
 
 DEFAULT_BACKBONE = "effnet-lite0-minilm"
 PAPER_BACKBONE = "ViT-B-16-quickgelu"  # OpenAI's CLIP ViT-B/16 (QuickGELU), the paper's backbone
@@ -89,12 +91,41 @@ def _load_effnet_lite0(trunk: nn.Module) -> None:
     trunk.load_state_dict({k: v for (k, _), (_, v) in zip(dst, src)}, strict=False)
 
 
+@functools.lru_cache(maxsize=None)
+def tower_blocks(backbone: str) -> dict[str, int] | None:
+    """How many blocks each tower of `backbone` has ({"image": n, "text": n}: what ``last:N`` counts), read from
+    the architecture itself: open_clip builds it from its config (the offline backbone: timm's
+    efficientnet_lite0 and the packaged MiniLM's config) on the meta device, with no weights and no memory, and
+    `freezing._blocks` counts. None where it cannot be built here (e.g. a Hugging Face text tower whose config is
+    not on this machine); the modes are then checked when the model is built."""
+    if backbone in OFFLINE_BACKBONES:
+        _register_offline_backbone(backbone)
+    elif backbone not in open_clip.list_models():
+        return None
+    try:
+        with _quiet_loading(), torch.device("meta"):
+            clip = open_clip.create_model(backbone, pretrained=None, pretrained_hf=False, device="meta")
+        return {tower: len(_blocks(clip, tower)) for tower in ("image", "text")}
+    except Exception:  # noqa: BLE001 - an architecture _blocks does not know is checked when it is built
+        return None
+
+
+def check_pretrained(backbone: str, pretrained: str | None) -> None:
+    """Refuse a `pretrained` the backbone cannot use: the offline backbone loads its packaged weights; open_clip
+    backbones take a local file (a tag would download)."""
+    if backbone in OFFLINE_BACKBONES:
+        if pretrained is not None:
+            raise UserError(f"backbone {backbone!r} loads its packaged weights; pretrained must be None, got {pretrained!r}")
+        return
+    _check_pretrained(backbone, pretrained)
+
+
 def _check_pretrained(name: str, pretrained: str | None) -> None:
     if pretrained is None or os.path.isfile(str(pretrained)):
         return
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained in tags:
-        raise ValueError(
+        raise UserError(
             f"pretrained={pretrained!r} is an open_clip tag that would download weights; this project never downloads. "
             f"Pass the path of a local weights file instead (e.g. OpenAI's ViT-B-16.pt with backbone ViT-B-16-quickgelu)."
         )

@@ -9,6 +9,8 @@ to the checkpoint (a checksummed file, `cache`), so the next call with the same 
 texts, images and rankings go through the one inference path (`inference`): ranking is chunked over both images
 and candidates, so 100,000 candidates never need an [N, 100k] score matrix.
 Unreadable images are reported (a warning, and ``frame.attrs["skipped"]``) and skipped; the rest are predicted.
+Images smaller than `MIN_IMAGE_SIDE` pixels on a side are predicted too, with a `SmallImageWarning` (and
+``frame.attrs["small"]``): scaled up to the model's input size they carry almost nothing to recognise.
 
 A city needs no dataset: ``AddressLocator.from_checkpoint(run, osm="city.osm.pbf")`` (or
 ``locator.set_candidates_from_osm(...)``) ranks the sub-street addresses of an OpenStreetMap extract, from the same
@@ -30,17 +32,48 @@ from PIL import Image
 
 from . import cache
 from .data import ADDRESS_TEMPLATE, ImageRows
+from .errors import UserError
 from .inference import encode_images, encode_texts, load_model, topk
 
 # Bump when the way candidate texts are turned into embeddings changes: old cache files then miss.
 GALLERY_CACHE_VERSION = "2"  # 2: checksummed files written by `cache`
 CACHE_FOLDER = "gallery_cache"
+MIN_IMAGE_SIDE = 16  # pixels: a smaller image is still predicted, with a SmallImageWarning
 
 ImageInput = Union[str, Path, Image.Image]
 
 
 class UnreadableImageWarning(UserWarning):
     """Some inputs could not be decoded as images and were skipped."""
+
+
+class SmallImageWarning(UserWarning):
+    """Some images are smaller than `MIN_IMAGE_SIDE` pixels on a side: predicted, but unlikely to be meaningful."""
+
+
+def image_size(item: ImageInput) -> tuple[int, int] | None:
+    """(width, height) of an image, from its header only (no decoding); None if it cannot be read."""
+    if isinstance(item, Image.Image):
+        return item.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # reported when it is decoded
+            with Image.open(item) as im:
+                return im.size
+    except Exception:  # noqa: BLE001 - unreadable files are reported by the decoder
+        return None
+
+
+def small_images(items: Sequence[ImageInput], labels: Sequence[str] | None = None,
+                 min_side: int = MIN_IMAGE_SIDE) -> dict[str, str]:
+    """{label: "WxH"} of the images whose shorter side is under `min_side` pixels."""
+    labels = labels if labels is not None else [_label(item, i) for i, item in enumerate(items)]
+    out = {}
+    for item, label in zip(items, labels):
+        size = image_size(item)
+        if size is not None and min(size) < min_side:
+            out[label] = f"{size[0]}x{size[1]}"
+    return out
 
 
 # --------------------------------------------------------------------------------------------- candidates
@@ -52,13 +85,14 @@ def read_candidates(source: Sequence[str] | str | Path) -> list[str]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"no candidate address file at {path} (expected one address per line)")
+            raise FileNotFoundError(f"no candidate address file at {path} (expected a text file, one address per line)")
         items: Iterable[str] = path.read_text(encoding="utf-8").splitlines()
     else:
         items = source
     out = list(dict.fromkeys(s.strip() for s in items if isinstance(s, str) and s.strip()))
     if not out:
-        raise ValueError("the candidate address list is empty")
+        where = f"candidate address file {source}" if isinstance(source, (str, Path)) else "the candidate address list"
+        raise UserError(f"{where} is empty (expected one address per line)")
     return out
 
 
@@ -164,6 +198,7 @@ class AddressLocator:
         self.num_workers, self.progress = num_workers, progress
         self._checkpoint_digest: str | None = None
         self.train_config: dict = {}  # the run's training configuration, when loaded from a checkpoint
+        self.small: dict[str, str] = {}  # images of the last call smaller than MIN_IMAGE_SIDE: {label: "WxH"}
         self.candidates: list[str] = []
         self.gallery: torch.Tensor | None = None
         self.gallery_info: GalleryInfo | None = None
@@ -255,6 +290,11 @@ class AddressLocator:
         if skipped:
             message = f"skipped {len(skipped)} unreadable image(s): " + "; ".join(f"{k} ({v})" for k, v in list(skipped.items())[:5])
             warnings.warn(message + (" ..." if len(skipped) > 5 else ""), UnreadableImageWarning, stacklevel=3)
+        self.small = small_images([items[i] for i in kept], labels)
+        if self.small:
+            shown = "; ".join(f"{k} ({v})" for k, v in list(self.small.items())[:5]) + (" ..." if len(self.small) > 5 else "")
+            warnings.warn(f"{len(self.small)} image(s) smaller than {MIN_IMAGE_SIDE} px on a side, unlikely to give a "
+                          f"meaningful address (predicted anyway): {shown}", SmallImageWarning, stacklevel=3)
         return labels, feats, skipped
 
     def rank(self, feats: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -271,8 +311,10 @@ class AddressLocator:
         Returns a DataFrame with one row per readable image: `image`, `address` and `score` (the best),
         `topk` and `scores` (lists, best first; k is capped at the number of candidates). Scores are cosine
         similarities. Unreadable inputs are skipped with an :class:`UnreadableImageWarning` and listed in
-        ``frame.attrs["skipped"]`` ({image: reason}). With `records=True`, a list of
-        ``{"image", "predictions": [{"address", "score"}, ...]}`` instead (skipped ones as ``{"image", "error"}``).
+        ``frame.attrs["skipped"]`` ({image: reason}); images under `MIN_IMAGE_SIDE` pixels on a side are predicted
+        with a :class:`SmallImageWarning` and listed in ``frame.attrs["small"]`` ({image: "WxH"}). With
+        `records=True`, a list of ``{"image", "predictions": [{"address", "score"}, ...]}`` instead (skipped ones
+        as ``{"image", "error"}``).
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -284,7 +326,7 @@ class AddressLocator:
                    "topk_lat", "topk_lon", "topk_distance_m"]
         if not labels:
             frame = pd.DataFrame(columns=columns)
-            frame.attrs["skipped"] = skipped
+            frame.attrs["skipped"], frame.attrs["small"] = skipped, {}
             return to_records(frame) if records else frame
         by_label = {_label(item, i): item for i, item in enumerate(items)}
         photo = np.array([self._photo_gps(by_label[label]) for label in labels], dtype=float).reshape(-1, 2)
@@ -301,7 +343,7 @@ class AddressLocator:
             "topk_lat": [list(r) for r in places["lat"]], "topk_lon": [list(r) for r in places["lon"]],
             "topk_distance_m": [list(r) for r in places["distance_m"]],
         }, columns=columns)
-        frame.attrs["skipped"] = skipped
+        frame.attrs["skipped"], frame.attrs["small"] = skipped, dict(self.small)
         return to_records(frame) if records else frame
 
     @staticmethod

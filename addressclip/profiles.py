@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import UserError
+
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "backbone": "effnet-lite0-minilm", "second_city": "kotka-synth-tiny", "osm": None,
@@ -75,10 +77,10 @@ def resolve(profile: str, **given: Any) -> dict[str, Any]:
     """The profile's values, overridden by every given value that is not None. The paper profile never trains
     a randomly initialised or another backbone in place of the CLIP weights it needs."""
     if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
+        raise UserError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
     values = {**PROFILES[profile], **{k: v for k, v in given.items() if v is not None}}
     if profile == "paper" and not values.get("pretrained"):
-        raise ValueError(f"profile 'paper' needs CLIP weights: {PAPER_WEIGHTS_HINT}")
+        raise UserError(f"profile 'paper' needs CLIP weights: {PAPER_WEIGHTS_HINT}")
     return values
 
 

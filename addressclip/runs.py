@@ -6,25 +6,57 @@
       metrics.json       final test metrics (present only when the run finished)
       per_address.csv    test accuracy per address
       predictions.parquet
-      checkpoints/last.pt  full training state after the last finished epoch (for resume)
+      skipped_images.json  images left out because they cannot be read (`image_check`)
+      checkpoints/last.pt  full training state after the last finished epoch (for resume), with every epoch's row
+      checkpoints/previous.pt  the one before it (kept while the run trains, in case last.pt is damaged)
       model.pt           final weights + model spec (for evaluation and prediction)
+      train.lock         present while a process trains the run (`Run.lock`)
 
 `Run` owns the folder: training writes through it, everything else reads through it. Checkpoints hold only
 tensors and plain values, carry a checksum and are read with ``weights_only=True`` (`cache.save` / `cache.load`):
 loading never executes pickled code and never uses a damaged file. Every file is written under a temporary name
-and renamed, so an interrupted write never leaves a half file.
+and renamed, so an interrupted write never leaves a half file; results.jsonl is rewritten whole after each
+checkpoint from the rows the checkpoint carries, so it never holds a row the checkpoint does not (nor two for one
+epoch). One process trains a run at a time: `Run.lock` holds an OS lock that dies with its process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import platform
+import re
+import socket
 import subprocess
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from . import cache
+from .errors import UserError
 from .paths import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+
+class RunLockedError(UserError):
+    """Another process is training this run."""
+
+
+class RunLockWarning(UserWarning):
+    """A lock left by a process that is no longer running was taken over."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A training checkpoint could not be read; training resumes from an earlier one or starts afresh."""
+
+
+_HELD_LOCKS: dict[str, int] = {}  # lock path -> file descriptor, for the locks this process holds
+_TEMPORARY = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp(\.[^.]*)?$")  # cache.atomic_write's temporary names
 
 
 def code_version() -> str:
@@ -53,6 +85,49 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _lock_fd(fd: int, run: "Run") -> bool:
+    """Take an exclusive OS lock on `fd` without waiting: False if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): the lock file's pid decides, on this host only
+        return _lock_by_pid(fd)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (BlockingIOError, PermissionError):
+        return False
+    except OSError as exc:  # a file system without locks
+        log.warning("run %s: %s does not support locks (%s); judging the lock by its pid", run.name, run.lock_path, exc)
+        return _lock_by_pid(fd)
+
+
+def _lock_by_pid(fd: int) -> bool:
+    holder = _read_lock_info(fd)
+    if not holder or holder.get("host") != socket.gethostname() or holder.get("pid") == os.getpid():
+        return True
+    return not pid_alive(int(holder.get("pid", 0)))
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_lock_info(fd: int) -> dict:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        return json.loads(text) if text else {}
+    except (OSError, json.JSONDecodeError):
+        return {"pid": "?", "host": "?", "started": "?"}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -110,6 +185,9 @@ class Run:
     metrics_path = property(lambda self: self.folder / "metrics.json")
     model_path = property(lambda self: self.folder / "model.pt")
     last_path = property(lambda self: self.folder / "checkpoints" / "last.pt")
+    previous_path = property(lambda self: self.folder / "checkpoints" / "previous.pt")
+    lock_path = property(lambda self: self.folder / "train.lock")
+    skipped_images_path = property(lambda self: self.folder / "skipped_images.json")
     per_address_path = property(lambda self: self.folder / "per_address.csv")
     predictions_path = property(lambda self: self.folder / "predictions.parquet")
     tensorboard_dir = property(lambda self: self.folder / "tensorboard")
@@ -137,27 +215,145 @@ class Run:
             )
 
     def remove(self) -> None:
+        """Delete the run's files (all but the lock, which the caller holds)."""
         import shutil
 
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
+        if not self.folder.exists():
+            return
+        for entry in self.folder.iterdir():
+            if entry == self.lock_path:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    # --- the lock -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run's lock while the block runs: a second process (or a second call in this one) that
+        trains the same run gets a `RunLockedError` naming the run and the process holding it. The lock is an OS
+        record lock on ``train.lock`` (`fcntl.lockf`), released by the kernel when its process ends however it
+        ends, so a killed process never leaves the run locked: its leftover file is taken over with a
+        `RunLockWarning` naming the dead process. The file records pid, host, start time and command."""
+        key = str(self.lock_path.resolve())
+        if key in _HELD_LOCKS:
+            raise RunLockedError(f"run {self.name} ({self.folder}) is already being trained by this process (pid {os.getpid()})")
+        fd, previous = self._acquire()
+        _HELD_LOCKS[key] = fd
+        try:
+            if previous:
+                warnings.warn(f"run {self.name}: took over the lock left by process {previous.get('pid')} on "
+                              f"{previous.get('host')} (started {previous.get('started')}), which is no longer running",
+                              RunLockWarning, stacklevel=3)
+            self.remove_temporaries()  # we are the only writer: what is left is from a killed process
+            yield self
+        finally:
+            del _HELD_LOCKS[key]
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink()  # before closing: a waiting opener then sees a new inode and retries
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()  # only if empty: a call that stopped before writing anything leaves nothing
+
+    def _acquire(self) -> tuple[int, dict]:
+        """(open descriptor of the locked file, what the previous holder recorded: {} if it released cleanly)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(50):
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if not _lock_fd(fd, self):
+                    holder = _read_lock_info(fd)
+                    raise RunLockedError(
+                        f"run {self.name} ({self.folder}) is being trained by process {holder.get('pid', '?')} on "
+                        f"{holder.get('host', '?')} since {holder.get('started', '?')} ({holder.get('command', '')}); "
+                        f"wait for it to finish, stop it, or choose another run_name")
+                if os.path.exists(self.lock_path) and os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:
+                    previous = _read_lock_info(fd)
+                    info = {"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+                    os.fsync(fd)
+                    return fd, previous
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # the holder released and removed the file meanwhile: lock the new one
+        raise RunLockedError(f"run {self.name}: could not take the lock {self.lock_path}")
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files (`cache.atomic_write`) a killed process left in the run folder; only the
+        process holding the lock writes here, so none of them is being written."""
+        removed = []
+        for folder in (self.folder, self.folder / "checkpoints"):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if _TEMPORARY.match(entry.name) and entry.is_file():
+                        entry.unlink()
+                        removed.append(entry)
+        if removed:
+            log.warning("run %s: removed %d temporary file(s) left by an interrupted process: %s", self.name,
+                        len(removed), ", ".join(p.name for p in removed))
+        return removed
 
     # --- writing (training) -------------------------------------------------------------------------
     def write_params(self, params: dict) -> None:
         cache.write_json(self.params_path, params)
 
+    def write_results(self, records: list[dict]) -> None:
+        """results.jsonl, whole: one line per finished epoch (the rows the last checkpoint carries)."""
+        if not records:
+            with contextlib.suppress(FileNotFoundError):
+                self.results_path.unlink()
+            return
+        cache.write_text(self.results_path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records))
+
     def append_result(self, record: dict) -> None:
-        """One epoch's line of results.jsonl."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.results_path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        """One more epoch's line of results.jsonl (the file rewritten whole)."""
+        self.write_results(read_jsonl(self.results_path) + [record])
 
     def save_last(self, state: dict) -> None:
+        """The state after an epoch; the checkpoint it replaces is kept as previous.pt (renamed, so at every
+        moment a whole checkpoint of the last or the epoch before exists)."""
+        if self.last_path.exists():
+            os.replace(self.last_path, self.previous_path)
         save_checkpoint(self.last_path, state)
 
-    def load_last(self, map_location: str | torch.device = "cpu") -> dict | None:
-        """The state after the last finished epoch, or None when there is none to resume from."""
-        return load_checkpoint(self.last_path, map_location) if self.last_path.exists() else None
+    def load_last(self, map_location: str | torch.device = "cpu", move_aside: bool = True) -> dict | None:
+        """The state after the last finished epoch, or None when there is none to resume from. A damaged
+        last.pt is moved aside (``last.pt.damaged``; not by torchrun's other ranks: `move_aside` False) with a
+        `DamagedCheckpointWarning` naming it, and the run resumes from previous.pt, or starts afresh if that is
+        missing or damaged too; never an error."""
+        problems = []
+        for path in (self.last_path, self.previous_path):
+            if not path.exists():
+                continue
+            try:
+                state = cache.load(path, map_location=map_location)
+                if not isinstance(state.get("epoch"), int) or "model" not in state:
+                    raise cache.DamagedFile(f"{path} is not a training checkpoint (keys {sorted(state)[:6]})")
+            except cache.DamagedFile as exc:
+                aside = path.with_name(path.name + ".damaged")
+                if move_aside:
+                    with contextlib.suppress(OSError):
+                        os.replace(path, aside)
+                problems.append(f"{exc}" + (f" (moved aside to {aside.name})" if move_aside else ""))
+                continue
+            if problems or path == self.previous_path:
+                why = "; ".join(problems) or f"{self.last_path.name} is missing (a write was interrupted)"
+                warnings.warn(f"run {self.name}: {why}; resuming from {path.name} (epoch {state['epoch']})",
+                              DamagedCheckpointWarning, stacklevel=2)
+            return state
+        if problems:
+            warnings.warn(f"run {self.name}: {'; '.join(problems)}; no whole checkpoint is left, so training starts "
+                          f"afresh", DamagedCheckpointWarning, stacklevel=2)
+        return None
+
+    def drop_previous(self) -> None:
+        """The checkpoint before last is needed only while the run trains."""
+        with contextlib.suppress(FileNotFoundError):
+            self.previous_path.unlink()
 
     def save_model(self, state: dict) -> None:
         save_checkpoint(self.model_path, state)
@@ -183,6 +379,14 @@ class Run:
     @property
     def metrics(self) -> dict:
         return json.loads(self.metrics_path.read_text())
+
+    @property
+    def skipped_images(self) -> dict:
+        """skipped_images.json ({} when absent or unreadable)."""
+        try:
+            return json.loads(self.skipped_images_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
 
     def results(self):
         """results.jsonl as a table, one row per epoch."""

@@ -3,12 +3,20 @@
 Determinism: everything random in an epoch (shuffling, augmentation, dropout) is seeded from
 (seed, epoch, rank) at the epoch's start, so a run resumed from its last finished epoch ends with the same
 weights and metrics as one never interrupted.
+
+Reliability: one process trains a run at a time (`Run.lock`); unreadable images are found once per dataset
+(`image_check`) and left out of training and evaluation, recorded in the run folder, so a deleted or damaged
+image does not stop a run; each epoch's checkpoint carries the results rows up to it, and results.jsonl is
+rewritten from them, so a run killed at any moment resumes to the same weights and metrics as one never killed.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import runs
+from . import cache, image_check, runs
 from .config import TrainConfig
 from .data import ADDRESS_TEMPLATE, CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, SplitTable
 from .datasets.registry import load_dataset
@@ -97,6 +105,62 @@ def training_step(
     return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords)
 
 
+def _training_batch(batch: list[tuple]) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
+    """Collate (image, row) items into (images, rows) as the default collate does, setting aside the
+    (None, row, reason) items of images that became unreadable after the check: (images, rows, [(row, reason)])."""
+    good = [item for item in batch if item[0] is not None]
+    failed = [(int(item[1]), item[2]) for item in batch if item[0] is None]
+    images = torch.stack([item[0] for item in good]) if good else None
+    return images, torch.as_tensor([int(item[1]) for item in good], dtype=torch.long), failed
+
+
+def images_to_skip(cfg: TrainConfig, run: Run, info: DistInfo, datasets: dict, size_hint: int | None,
+                      cache_dir: Path, progress: bool) -> tuple[dict[str, dict[str, str]], dict]:
+    """({dataset name: {image: reason}} of the images to leave out, facts of the check), the same on every rank:
+    the main process checks each dataset (once per dataset: `image_check`), adds what this run skipped before
+    when it resumes (so its table stays the one it started with), and shares the result."""
+    found = None
+    if info.is_main:
+        recorded = run.skipped_images.get("datasets", {}) if cfg.resume else {}
+        bad, facts = {}, {}
+        for name, ds in datasets.items():
+            now, facts[name] = image_check.unreadable_images(ds, size_hint, cache_dir, cfg.num_workers, progress)
+            bad[name] = {**recorded.get(name, {}), **now}
+            new = sorted(set(now) - set(recorded.get(name, {})))
+            if recorded.get(name) is not None and new:
+                warnings.warn(f"run {run.name}: {len(new)} image(s) of {name} became unreadable since the run started "
+                              f"({image_check.describe({k: now[k] for k in new})}); they are left out from here on, so "
+                              "the run no longer equals one trained without interruption", image_check.SkippedImagesWarning,
+                              stacklevel=3)
+        found = (bad, facts)
+    if info.enabled:
+        box = [found]
+        torch.distributed.broadcast_object_list(box, src=0)
+        found = box[0]
+    bad, facts = found
+    if cfg.strict_images and any(bad.values()):
+        first = {f"{name}: {img}": why for name, b in bad.items() for img, why in b.items()}
+        raise image_check.BadImagesError(
+            f"{len(first)} unreadable image(s) (strict_images=True): {image_check.describe(first)}; fix or remove them, "
+            "or train with strict_images=False to skip them")
+    return bad, facts
+
+
+def results_before(run: Run, epoch: int) -> list[dict]:
+    """The rows of results.jsonl up to `epoch`, one per epoch (for checkpoints written before they carried their
+    rows): lines that do not parse (a write cut short) and repeated epochs are dropped."""
+    rows: dict[int, dict] = {}
+    if run.results_path.exists():
+        for line in run.results_path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= epoch:
+                rows.setdefault(row["epoch"], row)
+    return [rows[e] for e in sorted(rows)]
+
+
 class IndexRows(torch.utils.data.Dataset):
     """Stands in for the image rows when their frozen-layer outputs are cached."""
 
@@ -135,12 +199,18 @@ def tensorboard_writer(run: Run, enabled: bool):
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train (or resume, or reuse) the run `cfg` describes; returns its folder."""
+    """Train (or resume, or reuse) the run `cfg` describes; returns its folder. While it trains, the run is
+    locked (`Run.lock`, by the main process): a second call for the same run folder gets a `RunLockedError`."""
     device = resolve_device(cfg.device)
     info = init_distributed(device)
     if info.enabled and device.startswith("cuda"):
         device = f"cuda:{info.local_rank}"
     run = Run.of(cfg)
+    with run.lock() if info.is_main else contextlib.nullcontext():
+        return _train(cfg, run, device, info)
+
+
+def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     if cfg.overwrite and info.is_main:
         run.remove()
     run.check_identity(cfg)
@@ -150,12 +220,29 @@ def train(cfg: TrainConfig) -> Path:
 
     seed_everything(cfg.seed)
     ds = load_dataset(cfg.dataset)
+    datasets = {cfg.dataset: ds, **{name: load_dataset(name) for name in cfg.extra_datasets}}
     model = build_model(cfg, device)
+    features_dir = features_root(cfg.runs_dir)
+    bad, check_facts = images_to_skip(cfg, run, info, datasets, model.image_size, features_dir, progress)
+    skip = bad[cfg.dataset]  # of the main dataset: left out of validation and the final evaluation too
     caption_template = CAPTION_TEMPLATE if cfg.caption_text == "caption+address" else CAPTION_ONLY_TEMPLATE
     tables = [SplitTable.from_dataset(ds, cfg.train_splits, caption_template=caption_template,
-                                      fraction_locations=cfg.fraction_locations, seed=cfg.seed)]
-    tables += [SplitTable.from_dataset(load_dataset(name), "train", caption_template=caption_template) for name in cfg.extra_datasets]
+                                      fraction_locations=cfg.fraction_locations, seed=cfg.seed, skip=set(skip))]
+    tables += [SplitTable.from_dataset(datasets[name], "train", caption_template=caption_template, skip=set(bad[name]))
+               for name in cfg.extra_datasets]
     table = SplitTable.concat(tables)
+    table_source = [name for name, t in zip([cfg.dataset, *cfg.extra_datasets], tables) for _ in t.paths]  # row -> dataset
+    train_skipped = {}  # training rows left out, per dataset
+    for name, d in datasets.items():
+        splits = cfg.train_splits.split("+") if name == cfg.dataset else ["train"]
+        train_skipped[name] = int(d.samples.loc[d.samples["split"].isin(splits), "image"].isin(set(bad[name])).sum())
+    skipped_record = {"datasets": bad, "check": check_facts, "skipped_training_rows": train_skipped,
+                      "during_training": run.skipped_images.get("during_training", []) if cfg.resume else []}
+    if info.is_main:
+        cache.write_json(run.skipped_images_path, skipped_record)
+        for name in datasets:
+            image_check.warn_skipped(bad[name], f"{name} (left out of training and evaluation; listed in "
+                                                f"{run.skipped_images_path})")
     per_rank = cfg.batch_size // info.world_size
     if cfg.batch_size % info.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes")
@@ -168,13 +255,15 @@ def train(cfg: TrainConfig) -> Path:
     trainable = [p for p in model.clip.parameters() if p.requires_grad]
     amp = cfg.amp and device.startswith("cuda")
 
-    start_epoch = 0
-    state = run.load_last(map_location=device) if cfg.resume else None
+    start_epoch, records = 0, []
+    state = run.load_last(map_location=device, move_aside=info.is_main) if cfg.resume else None
     if state is not None:
         model.clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
+        records = list(state["results"]) if "results" in state else results_before(run, start_epoch)
     if info.is_main:
+        run.write_results(records)  # exactly the rows of the epochs the checkpoint holds
         from .model import count_parameters
 
         run.write_params({
@@ -182,14 +271,18 @@ def train(cfg: TrainConfig) -> Path:
             "code_version": runs.code_version(), "environment": runs.environment(), "device": device,
             "world_size": info.world_size, "dataset_card": {k: ds.card.get(k) for k in ("name", "images", "addresses", "synthetic")},
             "parameters": count_parameters(model), "steps_per_epoch": steps_per_epoch,
+            "skipped_images": {name: len(b) for name, b in bad.items()},
         })
 
     sampler = DistributedSampler(range(len(table.paths)), num_replicas=info.world_size, rank=info.rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)
     transform = model.preprocess_train if cfg.augment else model.preprocess_val
-    rows = table.rows(transform, None if cfg.augment else model.image_size)  # random crops need full resolution
+    # random crops need full resolution; an image unreadable since the check is reported, not raised
+    rows = table.rows(transform, None if cfg.augment else model.image_size, report_errors=True)
     use_cache = cfg.cache_frozen_image and not cfg.augment
-    features_dir = features_root(cfg.runs_dir)
+
+    def readable(split: str) -> list[str]:
+        return [str(ds.root / p) for p in ds.split(split)["image"] if p not in skip]
 
     def cached(paths: list[str]):
         if not use_cache:
@@ -214,13 +307,28 @@ def train(cfg: TrainConfig) -> Path:
         seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
         sampler.set_epoch(epoch)
         loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
-                            persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+                            persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                            collate_fn=_training_batch)
         model.train()
         sums: dict[str, float] = {}
         seen, t0 = 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for step_in_epoch, (images, idx) in enumerate(bar):
+        for step_in_epoch, (images, idx, failed) in enumerate(bar):
             step = epoch * steps_per_epoch + step_in_epoch
+            if failed:  # deleted or overwritten since the check: left out of this batch, and of the run from now on
+                lost = {table.frame["image"].iloc[i]: why for i, why in failed}
+                if info.enabled:  # every rank must contribute equal batches
+                    raise image_check.BadImagesError(
+                        f"image(s) became unreadable during training: {image_check.describe(lost)}; run the same "
+                        "command again to resume from the last finished epoch without them")
+                for i, why in failed:
+                    skipped_record["datasets"][table_source[i]][table.frame["image"].iloc[i]] = why
+                    skipped_record["during_training"].append({"epoch": epoch + 1, "dataset": table_source[i],
+                                                              "image": table.frame["image"].iloc[i], "reason": why})
+                cache.write_json(run.skipped_images_path, skipped_record)
+                image_check.warn_skipped(lost, f"the training batch of step {step} (unreadable since the check)")
+                if len(idx) < 2:  # contrastive losses need two rows
+                    continue
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step, total_steps, cfg)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -247,7 +355,7 @@ def train(cfg: TrainConfig) -> Path:
         record.update({k: all_reduce_mean(v / steps_per_epoch) for k, v in sums.items()})
         if info.is_main and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             val = evaluate(model, ds, "val", num_workers=cfg.num_workers, progress=progress,
-                           frozen=cached([str(ds.root / p) for p in ds.split("val")["image"]]))
+                           frozen=cached(readable("val")), skip=skip)
             record.update({f"val_{k}": v for k, v in val.quality.items()})
         if writer is not None:
             for k, v in record.items():
@@ -255,10 +363,12 @@ def train(cfg: TrainConfig) -> Path:
                     writer.add_scalar(f"epoch/{k}", v, record["step"])
             writer.flush()
         if info.is_main:
-            # the checkpoint first: an epoch's row exists only once the state it describes is on disk
+            # the checkpoint first, carrying every row so far: an epoch's row exists only once the state it
+            # describes is on disk, and a resumed run rewrites results.jsonl from the checkpoint it resumes from
+            records.append(json.loads(json.dumps(record, sort_keys=True, default=str)))
             run.save_last({"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
-                           "epoch": epoch + 1, "spec": model.spec.to_dict()})
-            run.append_result(record)
+                           "epoch": epoch + 1, "spec": model.spec.to_dict(), "results": records})
+            run.write_results(records)
             if progress:
                 tqdm.write(f"epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))
         epochs_run += 1
@@ -270,13 +380,15 @@ def train(cfg: TrainConfig) -> Path:
     if info.is_main:
         run.save_model({"model": model.clip.state_dict(), "spec": model.spec.to_dict(), "config": cfg.identity()})
         metrics = {"run": run.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
+        metrics["skipped_train_images"] = sum(train_skipped.values())
         if cfg.final_split:
             result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress,
-                              frozen=cached([str(ds.root / p) for p in ds.split(cfg.final_split)["image"]]))
+                              frozen=cached(readable(cfg.final_split)), skip=skip)
             metrics.update(result.metrics)
             run.finish(metrics, result.per_address, result.predictions)
         else:
             run.finish(metrics)
+        run.drop_previous()
     if info.enabled:
         torch.distributed.barrier()
     return run.folder

@@ -60,8 +60,8 @@ from addressclip.visualise import save_figure
 given = notebook.check_parameters(globals(), ["profile", "experiments", "seeds", "baselines", "dataset", "epochs",
                                               "batch_size", "backbone", "pretrained", "second_city", "osm", "device"])
 p = profiles.resolve(given.pop("profile"), **given)
-unknown = [b for b in p["baselines"] if b not in BASELINES]
-assert not unknown, f"unknown baselines {unknown}; valid: {', '.join(BASELINES)}"
+notebook.check_names("experiments", p["experiments"], ablations.EXPERIMENTS)
+notebook.check_names("baselines", p["baselines"], BASELINES)
 main = TrainConfig.from_dict({**profiles.training_values(p), "progress": False})  # the 02_train setting
 overrides = {**p["ablation_overrides"], **({"epochs": epochs} if epochs else {})}
 base = main.replace(eval_every=0, **overrides)  # every ablation variant and seed starts from this

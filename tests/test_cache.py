@@ -102,8 +102,14 @@ def test_damaged_json_result_is_recomputed(tmp_path):
     path.write_text('{"SSA-1": 4')  # cut short
     with pytest.warns(cache.DamagedCacheWarning):
         row, hit = cache.load_or_compute_json(path, lambda: {"SSA-1": 42.0})
-    assert not hit and row == {"SSA-1": 42.0} and json.loads(path.read_text()) == row
+    assert not hit and row == {"SSA-1": 42.0} and cache.load_json_checked(path) == row
     assert cache.load_or_compute_json(path, lambda: pytest.fail("must be read"))[0] == row
+    # a file that parses but was changed (a flipped digit) is damaged too: JSON results carry a checksum
+    path.write_text(path.read_text().replace("42.0", "43.0"))
+    with pytest.warns(cache.DamagedCacheWarning, match="do not match the checksum"):
+        assert cache.load_or_compute_json(path, lambda: {"SSA-1": 42.0}) == ({"SSA-1": 42.0}, False)
+    path.write_text(json.dumps({"SSA-1": 41.0}))  # written before results carried checksums: read as it is
+    assert cache.load_or_compute_json(path, lambda: pytest.fail("must be read"))[0] == {"SSA-1": 41.0}
 
 
 def test_checkpoints_written_before_checksums_still_load(tmp_path):

@@ -13,7 +13,8 @@ from addressclip.evaluate import evaluate
 from addressclip.data import to_rgb
 from addressclip.cache import DamagedCacheWarning
 from addressclip.inference import topk
-from addressclip.predict import AddressLocator, UnreadableImageWarning, gallery_key, read_candidates, to_long, to_records
+from addressclip.predict import (AddressLocator, SmallImageWarning, UnreadableImageWarning, gallery_key, read_candidates,
+                                 to_long, to_records)
 from addressclip.runs import save_checkpoint
 
 
@@ -87,6 +88,13 @@ def test_image_modes_become_rgb_sensibly():
     deep = Image.fromarray(np.array([[1000, 2000], [3000, 4000]], np.uint16))
     out = np.asarray(to_rgb(deep))
     assert out.shape == (2, 2, 3) and out.min() == 0 and out.max() == 255  # rescaled, not clipped to white
+
+
+def test_tiny_images_are_predicted_with_a_warning(locator, image_folder):
+    tiny = Image.new("RGB", (1, 1), (90, 90, 90))
+    with pytest.warns(SmallImageWarning, match=r"1 image\(s\) smaller than 16 px on a side.*<image 0> \(1x1\)"):
+        frame = locator.predict([tiny, image_folder / "wide_grey.png"], k=2)  # 17 px high: not small
+    assert len(frame) == 2 and frame.attrs["small"] == {"<image 0>": "1x1"}
 
 
 def test_pil_images_and_paths_rank_the_same(locator, tiny_dataset):

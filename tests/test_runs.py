@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from addressclip.cache import load as cache_load, save as cache_save
 from addressclip.cli import main
 from addressclip.config import TrainConfig
 from addressclip.inference import load_model
@@ -34,7 +35,9 @@ def test_the_run_object_reads_what_training_wrote(finished):
         run.check_identity(cfg.replace(epochs=3))
 
 
-def test_a_damaged_checkpoint_is_refused_with_its_name(finished, tmp_path):
+def test_a_damaged_checkpoint_is_named_and_never_blocks_resuming(finished, tmp_path):
+    from addressclip.runs import DamagedCheckpointWarning, load_checkpoint
+
     run, _ = finished
     copy = Run(tmp_path / "copy")
     copy.last_path.parent.mkdir(parents=True)
@@ -43,7 +46,15 @@ def test_a_damaged_checkpoint_is_refused_with_its_name(finished, tmp_path):
     data[at] ^= 0xFF
     copy.last_path.write_bytes(bytes(data))
     with pytest.raises(RuntimeError, match="cannot read checkpoint.*last.pt"):
-        copy.load_last()
+        load_checkpoint(copy.last_path)  # read directly: refused, naming the file
+    good = cache_load(run.last_path)
+    cache_save(copy.previous_path, {**good, "epoch": 1})
+    with pytest.warns(DamagedCheckpointWarning, match="last.pt.*damaged.*moved aside to last.pt.damaged.*resuming from previous.pt \\(epoch 1\\)"):
+        assert copy.load_last()["epoch"] == 1  # to resume: the checkpoint before it
+    assert (copy.folder / "checkpoints" / "last.pt.damaged").exists() and not copy.last_path.exists()
+    copy.previous_path.write_bytes(copy.previous_path.read_bytes()[:1000])
+    with pytest.warns(DamagedCheckpointWarning, match="previous.pt.*starts afresh"):
+        assert copy.load_last() is None  # nothing whole is left: a fresh start, never an error
 
 
 def test_one_loader_for_names_folders_and_files(finished, monkeypatch):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import atomic_write, write_text
+from ..errors import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -48,7 +49,7 @@ SAMPLE_COLUMNS: dict[str, str] = {
 SEGMENT_COLUMNS = ("address", "street", "geometry")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(UserError):
     """A dataset folder or table does not follow the format."""
 
 
@@ -201,11 +202,27 @@ def read_dataset(root: str | Path) -> IALDataset:
             f"no finished dataset at {root} (expected card.json and samples.parquet); build it with "
             f"notebooks/01_build_dataset.ipynb or addressclip.datasets.build_dataset()"
         )
-    samples = validate_samples(pd.read_parquet(root / "samples.parquet"), where=str(root / "samples.parquet"))
-    card = json.loads((root / "card.json").read_text())
+    rebuild = (f"the build was interrupted or the file was changed since; rebuild it (addressclip build "
+               f"{root.name} --overwrite, or build_dataset(..., overwrite=True))")
+    try:
+        card = json.loads((root / "card.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetFormatError(f"{root / 'card.json'} is not valid JSON ({exc}): {rebuild}") from exc
+    if not isinstance(card, dict):
+        raise DatasetFormatError(f"{root / 'card.json'} holds a {type(card).__name__}, not a JSON object: {rebuild}")
+    try:
+        table = pd.read_parquet(root / "samples.parquet")
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise DatasetFormatError(f"{root / 'samples.parquet'} cannot be read ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:200]}): {rebuild}") from exc
+    samples = validate_samples(table, where=str(root / "samples.parquet"))
     segments = None
     if (root / "segments.gpkg").exists():
         import geopandas as gpd
 
-        segments = gpd.read_file(root / "segments.gpkg", layer="segments")
+        try:
+            segments = gpd.read_file(root / "segments.gpkg", layer="segments")
+        except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise several types for a damaged file
+            raise DatasetFormatError(f"{root / 'segments.gpkg'} cannot be read ({type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:200]}): {rebuild}") from exc
     return IALDataset(root=root, samples=samples, card=card, segments=segments)

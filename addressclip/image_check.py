@@ -1,0 +1,112 @@
+"""Which images of a dataset can be read: checked once per dataset, so training skips bad images as prediction does.
+
+Every image is decoded once by the one decoder (`data.open_image`, JPEGs in draft mode at the model's input size);
+the names of those that fail, with the reason, are cached (`cache.load_or_compute`) under a key made of every image's
+path, size and modification time, so the check is paid once and repeated only for a dataset whose files changed (an
+image deleted, overwritten or added). Training drops the bad rows from its tables, deterministically, records them in
+the run folder (``skipped_images.json``) and warns; ``strict_images=True`` stops instead (`BadImagesError`).
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import cache
+from .data import open_image
+from .errors import UserError
+
+CHECK_VERSION = 1  # bump when what counts as readable changes
+
+
+class BadImagesError(UserError):
+    """Images that cannot be read, where the user asked to stop rather than skip them (``strict_images``)."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """Unreadable images were left out of training and evaluation."""
+
+
+class _Decode(Dataset):
+    """Decode each image; yield None when it reads, else why not."""
+
+    def __init__(self, paths: list[Path], size_hint: int | None):
+        self.paths, self.size_hint = paths, size_hint
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> str | None:
+        try:
+            open_image(self.paths[i], self.size_hint)
+            return None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure marks this image only
+            return f"{type(exc).__name__}: {exc}"
+
+
+def _as_list(batch):
+    return batch
+
+
+def file_states(root: Path, images: list[str]) -> list[tuple]:
+    """(relative path, size, mtime in ns) of each image; (path, None, None) for a missing one."""
+    states = []
+    for rel in images:
+        try:
+            st = os.stat(root / rel)
+            states.append((rel, st.st_size, st.st_mtime_ns))
+        except OSError:
+            states.append((rel, None, None))
+    return states
+
+
+def decode_failures(root: Path, images: list[str], size_hint: int | None, num_workers: int = 0,
+                    progress: bool = False) -> dict[str, str]:
+    """{relative path: reason} of the `images` under `root` that `open_image` cannot decode."""
+    from tqdm.auto import tqdm
+
+    loader = DataLoader(_Decode([root / p for p in images], size_hint), batch_size=64, num_workers=num_workers,
+                        collate_fn=_as_list, generator=torch.Generator())  # own generator: the global RNG is untouched
+    reasons = [r for batch in tqdm(loader, desc="checking images", disable=not progress, leave=False) for r in batch]
+    return {rel: why for rel, why in zip(images, reasons) if why is not None}
+
+
+def unreadable_images(ds, size_hint: int | None, cache_dir: str | Path | None, num_workers: int = 0,
+                      progress: bool = False) -> tuple[dict[str, str], dict]:
+    """({relative path: reason} of the images of dataset `ds` that cannot be read, facts about the check: images,
+    seconds, whether the result came from the cache). Cached in `cache_dir` (None: not cached)."""
+    start = time.perf_counter()
+    root = Path(ds.root).resolve()
+    images = ds.samples["image"].tolist()
+    states = file_states(root, images)
+    key = cache.digest("readable images", CHECK_VERSION, str(root), size_hint, states, length=24)
+    path = None if cache_dir is None else Path(cache_dir) / f"checked-{Path(str(ds.name)).name}-{key}.pt"
+
+    def compute():
+        t0 = time.perf_counter()
+        missing = {rel: "FileNotFoundError: no such file" for rel, size, _ in states if size is None}
+        present = [rel for rel, size, _ in states if size is not None]
+        bad = {**missing, **decode_failures(root, present, size_hint, num_workers, progress)}
+        return {"bad": dict(sorted(bad.items())), "images": len(images), "decode_seconds": round(time.perf_counter() - t0, 3)}
+
+    payload, from_cache = cache.load_or_compute(path, compute,
+                                                valid=lambda p: isinstance(p.get("bad"), dict) and p.get("images") == len(images))
+    facts = {"images": len(images), "unreadable": len(payload["bad"]), "from_cache": from_cache,
+             "seconds": round(time.perf_counter() - start, 3), "decode_seconds": payload.get("decode_seconds")}
+    return dict(payload["bad"]), facts
+
+
+def describe(bad: dict[str, str], limit: int = 5) -> str:
+    """The first `limit` bad images with their reasons, on one line."""
+    shown = "; ".join(f"{name} ({why})" for name, why in list(bad.items())[:limit])
+    return shown + (f"; and {len(bad) - limit} more" if len(bad) > limit else "")
+
+
+def warn_skipped(bad: dict[str, str], where: str) -> None:
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) of {where}: {describe(bad)}", SkippedImagesWarning,
+                      stacklevel=3)
