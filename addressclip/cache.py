@@ -109,6 +109,42 @@ def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------- files read by other tools
+MANIFEST = "SHA256SUMS"  # checksums of a folder's finished files, in the format `sha256sum -c` reads
+
+
+def seal(folder: str | Path, names: list[str]) -> Path:
+    """Record the SHA-256 of the files `names` (those that exist) in `folder`'s manifest, keeping its other
+    entries: files that other tools read too (parquet, JSON), which cannot carry a checksum inside."""
+    folder = Path(folder)
+    entries = _manifest(folder)
+    entries.update({name: file_digest(folder / name) for name in names if (folder / name).exists()})
+    return write_text(folder / MANIFEST, "".join(f"{digest_}  {name}\n" for name, digest_ in sorted(entries.items())))
+
+
+def verify(path: str | Path) -> Path:
+    """Check a file against its folder's manifest when the manifest lists it (files written before manifests
+    existed are not checked); `DamagedFile` when the bytes differ from what was written."""
+    path = Path(path)
+    expected = _manifest(path.parent).get(path.name)
+    if expected is not None and file_digest(path) != expected:
+        raise DamagedFile(f"{path} is damaged: its bytes do not match the checksum in {path.parent / MANIFEST}")
+    return path
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    try:
+        text = (folder / MANIFEST).read_text()
+    except FileNotFoundError:
+        return {}
+    entries = {}
+    for line in text.splitlines():
+        digest_, _, name = line.partition("  ")
+        if name:
+            entries[name] = digest_
+    return entries
+
+
 # ------------------------------------------------------------------------------------ tensors on disk
 def save(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` (tensors and plain values) atomically with the checksum `load` verifies."""

@@ -11,6 +11,7 @@
       checkpoints/previous.pt  the one before it (kept while the run trains, in case last.pt is damaged)
       model.pt           final weights + model spec (for evaluation and prediction)
       train.lock         present while a process trains the run (`Run.lock`)
+      SHA256SUMS         checksums of metrics.json, per_address.csv, predictions.parquet (`sha256sum -c SHA256SUMS`)
 
 `Run` owns the folder: training writes through it, everything else reads through it. Checkpoints hold only
 tensors and plain values, carry a checksum and are read with ``weights_only=True`` (`cache.save` / `cache.load`):
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 
 class RunLockedError(UserError):
     """Another process is training this run."""
+
+
+class DamagedRunFile(UserError):
+    """A finished run's result file whose bytes differ from the checksum written with it."""
 
 
 class RunLockWarning(UserWarning):
@@ -361,6 +366,7 @@ class Run:
     def write_evaluation(self, dataset: str, split: str, metrics: dict) -> Path:
         path = self.evaluation_path(dataset, split)
         cache.write_json(path, metrics)
+        cache.seal(self.folder, [path.name])
         return path
 
     def finish(self, metrics: dict, per_address=None, predictions=None) -> None:
@@ -370,6 +376,8 @@ class Run:
         if predictions is not None:
             cache.atomic_write(self.predictions_path, lambda tmp: predictions.to_parquet(tmp, index=False))
         cache.write_json(self.metrics_path, metrics)
+        # their checksums (SHA256SUMS): these files are read back by reports and ablations, and by other tools
+        cache.seal(self.folder, [self.metrics_path.name, self.per_address_path.name, self.predictions_path.name])
 
     # --- reading ------------------------------------------------------------------------------------
     @property
@@ -378,7 +386,7 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return json.loads(self.metrics_path.read_text())
+        return json.loads(self._verified(self.metrics_path).read_text())
 
     @property
     def skipped_images(self) -> dict:
@@ -397,12 +405,19 @@ class Run:
     def predictions(self, columns: list[str] | None = None):
         import pandas as pd
 
-        return pd.read_parquet(self.predictions_path, columns=columns)
+        return pd.read_parquet(self._verified(self.predictions_path), columns=columns)
 
     def per_address(self):
         import pandas as pd
 
-        return pd.read_csv(self.per_address_path)
+        return pd.read_csv(self._verified(self.per_address_path))
+
+    def _verified(self, path: Path) -> Path:
+        """`path`, checked against the run's SHA256SUMS; a damaged file is an error naming it, never a result."""
+        try:
+            return cache.verify(path)
+        except cache.DamagedFile as exc:
+            raise DamagedRunFile(f"run {self.name}: {exc}; restore the file or retrain the run (overwrite=True)") from None
 
 
 def finished_runs(runs_dir: str | Path | None = None, dataset: str | None = None) -> list[Path]:

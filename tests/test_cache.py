@@ -115,3 +115,19 @@ def test_damaged_json_result_is_recomputed(tmp_path):
 def test_checkpoints_written_before_checksums_still_load(tmp_path):
     torch.save({"model": {"w": torch.ones(2)}, "spec": {"backbone": "x"}}, tmp_path / "old.pt")
     assert torch.equal(cache.load(tmp_path / "old.pt")["model"]["w"], torch.ones(2))
+
+
+def test_files_other_tools_read_are_sealed_in_a_sha256sums_manifest(tmp_path):
+    import subprocess
+
+    (tmp_path / "metrics.json").write_text('{"SSA-1": 21.4}')
+    (tmp_path / "other.csv").write_text("a,b\n")
+    cache.seal(tmp_path, ["metrics.json", "missing.parquet"])
+    cache.seal(tmp_path, ["other.csv"])  # later seals keep earlier entries
+    assert cache.verify(tmp_path / "metrics.json") and cache.verify(tmp_path / "other.csv")
+    assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path, capture_output=True).returncode == 0
+    (tmp_path / "metrics.json").write_text('{"SSA-1": 91.4}')  # one digit changed
+    with pytest.raises(cache.DamagedFile, match="metrics.json is damaged"):
+        cache.verify(tmp_path / "metrics.json")
+    (tmp_path / "unlisted.txt").write_text("x")
+    assert cache.verify(tmp_path / "unlisted.txt")  # not listed: not checked (files written before manifests)

@@ -9,6 +9,7 @@ A dataset is a folder::
                             dataset's metric CRS (``card["epsg"]``); optional for real data
       card.json             counts, provenance, build parameters, skipped inputs
       card.md               the same for people
+      SHA256SUMS            the checksums of the four files above (`sha256sum -c SHA256SUMS`), checked on every read
 
 Training, evaluation and visualisation read only this format.
 """
@@ -23,10 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cache import atomic_write, write_text
+from ..cache import MANIFEST, DamagedFile, atomic_write, seal, verify, write_text
 from ..errors import UserError
 
 SPLITS = ("train", "val", "test")
+DATASET_FILES = ["samples.parquet", "segments.gpkg", "card.json", "card.md"]  # checksummed in SHA256SUMS
 
 # name -> pandas dtype; every builder writes exactly these columns (extra ones are allowed after them).
 SAMPLE_COLUMNS: dict[str, str] = {
@@ -108,6 +110,7 @@ def write_dataset(root: str | Path, samples: pd.DataFrame, card: dict[str, Any],
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)  # a previous build's checksums describe files about to be replaced
     samples = validate_samples(samples, where=str(root / "samples.parquet"))
     card = dict(card)
     card.setdefault("name", root.name)
@@ -124,6 +127,7 @@ def write_dataset(root: str | Path, samples: pd.DataFrame, card: dict[str, Any],
     atomic_write(root / "samples.parquet", lambda tmp: samples.to_parquet(tmp, index=False))
     write_text(root / "card.md", card_markdown(card))
     write_text(root / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))
+    seal(root, DATASET_FILES)
     return root
 
 
@@ -204,6 +208,12 @@ def read_dataset(root: str | Path) -> IALDataset:
         )
     rebuild = (f"the build was interrupted or the file was changed since; rebuild it (addressclip build "
                f"{root.name} --overwrite, or build_dataset(..., overwrite=True))")
+    for name in DATASET_FILES:  # bytes as written (SHA256SUMS), else an error: a damaged table never gives answers
+        if (root / name).exists():
+            try:
+                verify(root / name)
+            except DamagedFile as exc:
+                raise DatasetFormatError(f"{exc}: {rebuild}") from None
     try:
         card = json.loads((root / "card.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
