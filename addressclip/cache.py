@@ -122,6 +122,16 @@ def seal(folder: str | Path, names: list[str]) -> Path:
     return write_text(folder / MANIFEST, "".join(f"{digest_}  {name}\n" for name, digest_ in sorted(entries.items())))
 
 
+def unseal(folder: str | Path, names: list[str]) -> None:
+    """Drop the manifest entries of files about to be rewritten (`seal` them again once written), so that a
+    process killed in between leaves them unverified rather than checked against the old bytes."""
+    folder = Path(folder)
+    entries = _manifest(folder)
+    if any(name in entries for name in names):
+        kept = {name: d for name, d in entries.items() if name not in names}
+        write_text(folder / MANIFEST, "".join(f"{d}  {name}\n" for name, d in sorted(kept.items())))
+
+
 def verify(path: str | Path) -> Path:
     """Check a file against its folder's manifest when the manifest lists it (files written before manifests
     existed are not checked); `DamagedFile` when the bytes differ from what was written."""
@@ -160,8 +170,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     path = Path(path)
     try:
         stored = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
+    except (FileNotFoundError, PermissionError, MemoryError, torch.cuda.OutOfMemoryError):
+        raise  # the machine's trouble, not the file's: never a reason to set a good file aside
     except Exception as exc:  # truncated, foreign or unsafe (a pickle that weights_only refuses)
         raise DamagedFile(f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     if not isinstance(stored, dict):

@@ -81,9 +81,12 @@ class ImageRows(Dataset):
         if not self.report_errors:
             return self.transform(load_image(item, self.size_hint)), i
         try:
-            return self.transform(open_image(item, self.size_hint)), i
+            image = open_image(item, self.size_hint)
+        except (MemoryError, KeyboardInterrupt):
+            raise
         except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow raises many kinds) skips this input only
             return None, i, f"{type(exc).__name__}: {exc}"
+        return self.transform(image), i  # outside the try: a bug in a transform is an error, not a bad image
 
 
 @dataclass

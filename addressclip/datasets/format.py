@@ -9,7 +9,7 @@ A dataset is a folder::
                             dataset's metric CRS (``card["epsg"]``); optional for real data
       card.json             counts, provenance, build parameters, skipped inputs
       card.md               the same for people
-      SHA256SUMS            the checksums of the four files above (`sha256sum -c SHA256SUMS`), checked on every read
+      SHA256SUMS            the checksums of samples.parquet, segments.gpkg and card.json (`sha256sum -c SHA256SUMS`), checked on every read
 
 Training, evaluation and visualisation read only this format.
 """
@@ -28,7 +28,7 @@ from ..cache import MANIFEST, DamagedFile, atomic_write, seal, verify, write_tex
 from ..errors import UserError
 
 SPLITS = ("train", "val", "test")
-DATASET_FILES = ["samples.parquet", "segments.gpkg", "card.json", "card.md"]  # checksummed in SHA256SUMS
+DATASET_FILES = ["samples.parquet", "segments.gpkg", "card.json"]  # what the code reads: checksummed in SHA256SUMS
 
 # name -> pandas dtype; every builder writes exactly these columns (extra ones are allowed after them).
 SAMPLE_COLUMNS: dict[str, str] = {

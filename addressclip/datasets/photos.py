@@ -480,11 +480,12 @@ def _record_build_time(out: Path, seconds: float) -> None:
     """Add the wall time to the finished card (card.json and card.md)."""
     import json
 
-    from ..cache import seal, write_text
+    from ..cache import seal, unseal, write_text
     from .format import card_markdown
 
     card = json.loads((out / "card.json").read_text())
     card["build_time_s"] = round(seconds, 2)
     write_text(out / "card.md", card_markdown(card))
+    unseal(out, ["card.json"])
     write_text(out / "card.json", json.dumps(card, indent=2, sort_keys=True, default=str))
-    seal(out, ["card.md", "card.json"])
+    seal(out, ["card.json"])
