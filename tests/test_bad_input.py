@@ -286,13 +286,17 @@ def run_cells(notebook: str, capsys, **given: str):
     i = next(k for k, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
     typed = {k: _resolve_type(v) if isinstance(v, str) else v for k, v in given.items()}  # -p text, or -y YAML values
     injected = translate_parameters("python3", "python", typed, "Parameters")
-    shell = InteractiveShell.instance()
-    shell.reset(new_session=False)
-    capsys.readouterr()
-    for source in (code[i].source, injected, code[i + 1].source):
-        result = shell.run_cell(source, store_history=False)
-        if not result.success:
-            return result, capsys.readouterr().out
+    main = sys.modules["__main__"]  # IPython puts its own module there; multiprocessing's spawn (later tests) needs ours
+    try:
+        shell = InteractiveShell.instance()
+        shell.reset(new_session=False)
+        capsys.readouterr()
+        for source in (code[i].source, injected, code[i + 1].source):
+            result = shell.run_cell(source, store_history=False)
+            if not result.success:
+                return result, capsys.readouterr().out
+    finally:
+        sys.modules["__main__"] = main
     raise AssertionError(f"{notebook} with {given} did not fail")
 
 
