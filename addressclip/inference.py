@@ -105,11 +105,11 @@ def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool 
     return out
 
 
-def _readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
+def collate_readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
     """Collate (image, row) items, and (None, row, error) items of unreadable images, into (stacked images,
     their rows, {row: error})."""
     good = [item for item in batch if item[0] is not None]
-    errors = {item[1]: item[2] for item in batch if item[0] is None}
+    errors = {int(item[1]): item[2] for item in batch if item[0] is None}
     images = torch.stack([item[0] for item in good]) if good else None
     return images, [int(item[1]) for item in good], errors
 
@@ -119,7 +119,7 @@ def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int =
                   ) -> tuple[torch.Tensor, list[int], dict[int, str]]:
     """Normalised image features of `rows` (`data.ImageRows`): ([n, D] float32 on the model's device, the rows
     they belong to, {row: reason} of images that could not be read, when the rows report instead of raising)."""
-    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=_readable)
+    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=collate_readable)
     feats, kept, failed = [], [], {}
     for images, which, errors in tqdm(loader, desc="images", disable=not progress, leave=False):
         failed.update(errors)

@@ -96,11 +96,6 @@ def read_candidates(source: Sequence[str] | str | Path) -> list[str]:
     return out
 
 
-def dataset_candidates(name_or_path: str | Path) -> list[str]:
-    """Every address of a built dataset (the gallery evaluation ranks)."""
-    return _dataset_addresses(name_or_path)[0]
-
-
 def _dataset_addresses(name_or_path: str | Path):
     """A dataset's addresses and their places (address -> geometry)."""
     from .datasets import load_dataset

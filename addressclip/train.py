@@ -31,7 +31,7 @@ from .datasets.registry import load_dataset
 from .distributed import DistInfo, all_reduce_mean, gather, init_distributed
 from .evaluate import evaluate
 from .frozen_layers import image_outputs, text_outputs
-from .inference import load_model, resolve_device
+from .inference import collate_readable, load_model, resolve_device
 from .losses import AddressCLIPLoss
 from .model import AddressCLIP, create_model
 from .paths import features_root
@@ -103,15 +103,6 @@ def training_step(
     ids = gather(table.address_ids[idx].to(device), with_grad=False)
     coords = gather(table.coords[idx].to(device), with_grad=False)
     return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords)
-
-
-def _training_batch(batch: list[tuple]) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
-    """Collate (image, row) items into (images, rows) as the default collate does, setting aside the
-    (None, row, reason) items of images that became unreadable after the check: (images, rows, [(row, reason)])."""
-    good = [item for item in batch if item[0] is not None]
-    failed = [(int(item[1]), item[2]) for item in batch if item[0] is None]
-    images = torch.stack([item[0] for item in good]) if good else None
-    return images, torch.as_tensor([int(item[1]) for item in good], dtype=torch.long), failed
 
 
 def images_to_skip(cfg: TrainConfig, run: Run, info: DistInfo, datasets: dict, size_hint: int | None,
@@ -308,20 +299,21 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
         sampler.set_epoch(epoch)
         loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
                             persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                            collate_fn=_training_batch)
+                            collate_fn=collate_readable)  # an image unreadable since the check: reported
         model.train()
         sums: dict[str, float] = {}
         seen, t0 = 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for step_in_epoch, (images, idx, failed) in enumerate(bar):
+        for step_in_epoch, (images, rows_in_batch, failed) in enumerate(bar):
+            idx = torch.as_tensor(rows_in_batch, dtype=torch.long)
             step = epoch * steps_per_epoch + step_in_epoch
             if failed:  # deleted or overwritten since the check: left out of this batch, and of the run from now on
-                lost = {table.frame["image"].iloc[i]: why for i, why in failed}
+                lost = {table.frame["image"].iloc[i]: why for i, why in failed.items()}
                 if info.enabled:  # every rank must contribute equal batches
                     raise image_check.BadImagesError(
                         f"image(s) became unreadable during training: {image_check.describe(lost)}; run the same "
                         "command again to resume from the last finished epoch without them")
-                for i, why in failed:
+                for i, why in failed.items():
                     skipped_record["datasets"][table_source[i]][table.frame["image"].iloc[i]] = why
                     skipped_record["during_training"].append({"epoch": epoch + 1, "dataset": table_source[i],
                                                               "image": table.frame["image"].iloc[i], "reason": why})
