@@ -14,11 +14,12 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from . import cache
-from .data import open_image
+from .data import ImageRows
 from .errors import UserError
+from .inference import collate_readable
 
 CHECK_VERSION = 1  # bump when what counts as readable changes
 
@@ -29,27 +30,6 @@ class BadImagesError(UserError):
 
 class SkippedImagesWarning(UserWarning):
     """Unreadable images were left out of training and evaluation."""
-
-
-class _Decode(Dataset):
-    """Decode each image; yield None when it reads, else why not."""
-
-    def __init__(self, paths: list[Path], size_hint: int | None):
-        self.paths, self.size_hint = paths, size_hint
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> str | None:
-        try:
-            open_image(self.paths[i], self.size_hint)
-            return None
-        except Exception as exc:  # noqa: BLE001 - any decoder failure marks this image only
-            return f"{type(exc).__name__}: {exc}"
-
-
-def _as_list(batch):
-    return batch
 
 
 def file_states(root: Path, images: list[str]) -> list[tuple]:
@@ -66,13 +46,17 @@ def file_states(root: Path, images: list[str]) -> list[tuple]:
 
 def decode_failures(root: Path, images: list[str], size_hint: int | None, num_workers: int = 0,
                     progress: bool = False) -> dict[str, str]:
-    """{relative path: reason} of the `images` under `root` that `open_image` cannot decode."""
+    """{relative path: reason} of the `images` under `root` that `open_image` cannot decode (`data.ImageRows`
+    reporting errors, as prediction reads images; nothing is transformed)."""
     from tqdm.auto import tqdm
 
-    loader = DataLoader(_Decode([root / p for p in images], size_hint), batch_size=64, num_workers=num_workers,
-                        collate_fn=_as_list, generator=torch.Generator())  # own generator: the global RNG is untouched
-    reasons = [r for batch in tqdm(loader, desc="checking images", disable=not progress, leave=False) for r in batch]
-    return {rel: why for rel, why in zip(images, reasons) if why is not None}
+    rows = ImageRows(root, images, lambda image: torch.empty(0), size_hint, report_errors=True)
+    loader = DataLoader(rows, batch_size=64, num_workers=num_workers, collate_fn=collate_readable,
+                        generator=torch.Generator())  # own generator: the global RNG is untouched
+    failures: dict[int, str] = {}
+    for _, _, errors in tqdm(loader, desc="checking images", disable=not progress, leave=False):
+        failures.update(errors)
+    return {images[i]: why for i, why in sorted(failures.items())}
 
 
 def unreadable_images(ds, size_hint: int | None, cache_dir: str | Path | None, num_workers: int = 0,
