@@ -106,35 +106,49 @@ def variant_config(base: TrainConfig, variant: Variant, seed: int, second_city: 
 def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int], second_city: str | None = None,
                     osm: str | None = None, log=print) -> pd.DataFrame:
     """Train (or reuse) every variant x seed; one row per run with its metrics, or with `notes` saying why the
-    variant cannot run in this setting."""
+    variant cannot run in this setting. The runs to train are independent: they run side by side (`sweep`), one
+    process per core with one thread each, so their numbers do not depend on the machine's core count."""
+    from . import sweep
     from .runs import Run
-    from .train import train
 
     unknown = [e for e in experiments if e not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiments {unknown}; valid: {', '.join(EXPERIMENTS)}")
-    rows, seen = [], set()
+    planned = []  # (experiment, variant, seed, config or the reason it does not apply)
     for experiment in experiments:
         for variant in EXPERIMENTS[experiment]:
             for seed in seeds:
                 try:
-                    cfg = variant_config(base, variant, seed, second_city, osm)
+                    planned.append((experiment, variant, seed, variant_config(base, variant, seed, second_city, osm)))
                 except NotApplicable as exc:
-                    rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": None,
-                                 **{m: np.nan for m in METRICS}, "notes": f"not applicable: {exc}"})
-                    continue
-                run = Run.of(cfg)
-                if run.name not in seen and not run.finished:
-                    start = time.perf_counter()
-                    train(cfg)
-                    log(f"{experiment} / {variant.label} / seed {seed}: {run.name} ({time.perf_counter() - start:.0f} s)")
-                seen.add(run.name)
-                metrics = run.metrics
-                hits = (encode_hits(hits_from_predictions(run.predictions(columns=["address", "pred"])))
-                        if run.predictions_path.exists() else None)
-                rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": run.name,
-                             **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": "", "test_hits": hits})
+                    planned.append((experiment, variant, seed, exc))
+    to_train = {}  # run name -> (what it is, config): a run shared by two experiments trains once
+    for experiment, variant, seed, cfg in planned:
+        if isinstance(cfg, TrainConfig) and not Run.of(cfg).finished:
+            to_train.setdefault(Run.of(cfg).name, (f"{experiment} / {variant.label} / seed {seed}", cfg))
+    sweep.run_all(_train_job, list(to_train.values()), done=lambda job, result: log(f"{job[0]}: {result}"))
+    rows = []
+    for experiment, variant, seed, cfg in planned:
+        if not isinstance(cfg, TrainConfig):
+            rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": None,
+                         **{m: np.nan for m in METRICS}, "notes": f"not applicable: {cfg}"})
+            continue
+        run = Run.of(cfg)
+        metrics = run.metrics
+        hits = (encode_hits(hits_from_predictions(run.predictions(columns=["address", "pred"])))
+                if run.predictions_path.exists() else None)
+        rows.append({"experiment": experiment, "variant": variant.label, "seed": seed, "run": run.name,
+                     **{m: metrics.get(m, np.nan) for m in METRICS}, "notes": "", "test_hits": hits})
     return pd.DataFrame(rows)
+
+
+def _train_job(job: tuple[str, TrainConfig]) -> str:
+    """One sweep job: train a run; what to log of it."""
+    from .train import train
+
+    start = time.perf_counter()
+    folder = train(job[1])
+    return f"{Path(folder).name} ({time.perf_counter() - start:.0f} s)"
 
 
 def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS) -> pd.DataFrame:
@@ -236,46 +250,75 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
                   log=print) -> pd.DataFrame:
     """Run (or reuse) each baseline per seed on a feature bank; results are saved as JSON in `out_dir`.
     `options` maps a baseline name to keyword arguments for it (e.g. fewer epochs on a CPU).
-    A baseline that does not apply to the backbone gives a row with its reason and no numbers."""
-    from . import cache
-    from .baselines import get_baseline, seed_free
+    A baseline that does not apply to the backbone gives a row with its reason and no numbers.
+    The baselines still to run run side by side (`sweep`), one process per core with one thread each; their
+    `query_ms` is then a one-thread time, as the `gallery_cost` they are compared with."""
+    from . import cache, sweep
+    from .baselines import seed_free
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    planned = []  # (name, seed, options, result file, run once for every seed)
     for name in names:
-        run = get_baseline(name)
         kwargs = (options or {}).get(name, {})
         tag = f"{cache.digest(json.dumps(kwargs, sort_keys=True), length=6)}-v{BASELINE_RESULTS_VERSION}"
         once = seed_free(name, kwargs)  # same result for every seed: run the first, reuse it for the others
         for seed in seeds[:1] if once else seeds:
+            planned.append((name, seed, kwargs, out / f"{name}-seed{seed}-{bank.key}-{tag}.json", once))
 
-            def compute():
-                start = time.perf_counter()
-                try:
-                    row = run(bank, model, seed=seed, **kwargs).summary()
-                except NotApplicable as exc:
-                    row = {"method": name, "notes": f"not applicable: {exc}"}
-                row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
-                ssa1 = row.get("SSA-1")
-                log(f"baseline {name} / seed {seed}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
-                    + f" ({row['seconds']} s)")
-                return row
+    def logged(job, row) -> None:
+        ssa1 = row.get("SSA-1")
+        log(f"baseline {row['method']} / seed {row['seed']}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
+            + f" ({row['seconds']} s)")
 
-            row, _ = cache.load_or_compute_json(out / f"{name}-seed{seed}-{bank.key}-{tag}.json", compute)
-            rows.append(row)
+    missing = [job for job in planned if not _stored(job[3])]
+    computed = dict(zip([job[3] for job in missing], sweep.run_all(_baseline_job, missing, shared=(bank, model), done=logged)))
+    rows = []
+    for name, seed, kwargs, path, once in planned:
+        row = computed[path] if path in computed else cache.load_json_checked(path)
+        rows.append(row)
         if once:
-            rows += [{**rows[-1], "seed": seed, "seconds": 0.0, "reused_from_seed": seeds[0]} for seed in seeds[1:]]
+            rows += [{**row, "seed": s, "seconds": 0.0, "reused_from_seed": seeds[0]} for s in seeds[1:]]
     return pd.DataFrame(rows)
 
 
-def gallery_cost(bank, k: int = 5, repeats: int = 3) -> dict[str, float]:
-    """What AddressCLIP keeps to answer a query (the address-text gallery) and its per-query ranking time."""
-    import torch
+def _stored(path: Path) -> bool:
+    from . import cache
 
+    try:
+        cache.load_json_checked(path)
+        return True
+    except (FileNotFoundError, cache.DamagedFile):
+        return False
+
+
+def _baseline_job(job: tuple, bank, model) -> dict:
+    """One sweep job: run a baseline for a seed and save its result row (JSON, checksummed); the row."""
+    from . import cache
+    from .baselines import get_baseline
+
+    name, seed, kwargs, path, _ = job
+
+    def compute():
+        start = time.perf_counter()
+        try:
+            row = get_baseline(name)(bank, model, seed=seed, **kwargs).summary()
+        except NotApplicable as exc:
+            row = {"method": name, "notes": f"not applicable: {exc}"}
+        row.update({"method": name, "seed": seed, "seconds": round(time.perf_counter() - start, 2), "options": kwargs})
+        return row
+
+    row, _ = cache.load_or_compute_json(path, compute)
+    return row
+
+
+def gallery_cost(bank, k: int = 5, repeats: int = 3) -> dict[str, float]:
+    """What AddressCLIP keeps to answer a query (the address-text gallery) and its per-query ranking time, timed
+    with one intra-op thread as the baselines' (`run_baselines`)."""
+    from . import threads
     from .inference import timed_ranking, topk
 
-    _, query_ms = timed_ranking(lambda feats, kk: topk(feats, bank.gallery, kk), bank.image["test"], k, repeats)
+    with threads.intra_op_threads(1):
+        _, query_ms = timed_ranking(lambda feats, kk: topk(feats, bank.gallery, kk), bank.image["test"], k, repeats)
     return {"storage_bytes": int(bank.gallery.numel() * bank.gallery.element_size()),
-            "query_ms": query_ms, "dtype": str(bank.gallery.dtype).replace("torch.", ""),
-            "threads": torch.get_num_threads()}
+            "query_ms": query_ms, "dtype": str(bank.gallery.dtype).replace("torch.", ""), "threads": 1}

@@ -1,0 +1,52 @@
+"""Sweeps run jobs side by side in single-threaded worker processes, in job order, with the jobs' warnings and
+errors brought back."""
+import os
+import warnings
+
+import pytest
+import torch
+
+from addressclip import sweep, threads
+from addressclip.errors import UserError
+
+
+def job_report(job, offset=0):
+    if job == "fail":
+        raise ValueError("job 'fail' failed")
+    if job == 2:
+        warnings.warn("job 2 says so", UserWarning)
+    return {"job": job + offset, "threads": torch.get_num_threads(), "pid": os.getpid()}
+
+
+def test_side_by_side_in_job_order_single_threaded_with_warnings():
+    done = []
+    with pytest.warns(UserWarning, match="job 2 says so"):
+        results = sweep.run_all(job_report, [0, 1, 2, 3], shared=(10,), processes=2,
+                                done=lambda job, result: done.append(job))
+    assert [r["job"] for r in results] == [10, 11, 12, 13]
+    assert {r["threads"] for r in results} == {1} and os.getpid() not in {r["pid"] for r in results}
+    assert sorted(done) == [0, 1, 2, 3]
+
+
+def test_one_process_runs_here_with_one_thread_and_restores_threads():
+    before = torch.get_num_threads()
+    results = sweep.run_all(job_report, [0, 1], processes=1)
+    assert {r["pid"] for r in results} == {os.getpid()} and {r["threads"] for r in results} == {1}
+    assert torch.get_num_threads() == before
+
+
+def test_a_failing_job_stops_the_sweep_with_its_error():
+    with pytest.raises(ValueError, match="job 'fail' failed"):
+        sweep.run_all(job_report, [0, "fail", 1], processes=2)
+    with pytest.raises(ValueError, match="job 'fail' failed"):
+        sweep.run_all(job_report, ["fail"], processes=1)
+
+
+def test_processes_setting(monkeypatch):
+    monkeypatch.delenv(threads.PROCESSES_ENV, raising=False)
+    assert threads.sweep_processes(100) == threads.cores() and threads.sweep_processes(1) == 1
+    monkeypatch.setenv(threads.PROCESSES_ENV, "3")
+    assert threads.sweep_processes(100) == 3 and threads.sweep_processes(2) == 2
+    monkeypatch.setenv(threads.PROCESSES_ENV, "two")
+    with pytest.raises(UserError, match="ADDRESSCLIP_PROCESSES must be a whole number >= 1, got 'two'"):
+        threads.sweep_processes(4)
