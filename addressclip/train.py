@@ -297,7 +297,9 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
             return run.folder
         seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
         sampler.set_epoch(epoch)
-        loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, num_workers=cfg.num_workers, drop_last=True,
+        # cached frozen outputs: the loader yields row indices only, which need no worker process
+        loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, drop_last=True,
+                            num_workers=0 if frozen is not None else cfg.num_workers,
                             persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch),
                             collate_fn=collate_readable)  # an image unreadable since the check: reported
         model.train()
