@@ -56,6 +56,8 @@ def text_outputs(model, texts: list[str], *, cache_dir: str | Path | None = None
     if not frozen_text_trunk(model) or not model.cache_frozen_text:
         return False
     unique = sorted(set(texts))
+    if not unique:
+        return True
     proj = projection_names(model.clip, "text")
     trunk = {n: t for n, t in model.clip.state_dict().items() if not n.startswith(("visual.", "logit_")) and n not in proj}
     key = cache.digest("frozen text trunk", model.spec.backbone, trunk, unique, length=24)
@@ -63,10 +65,18 @@ def text_outputs(model, texts: list[str], *, cache_dir: str | Path | None = None
     def compute():
         was_training = model.training
         model.eval()
+        # batches of texts of similar length, each padded only to its longest: far less padding than the sorted
+        # strings' order gives (the outputs are written back in `unique` order)
+        order = sorted(range(len(unique)), key=lambda i: (len(unique[i]), i))
+        pooled = None
         with torch.no_grad():
-            pooled = torch.cat([model.encode_text_trunk(model.tokenize(unique[i : i + batch_size]).to(model.device)).cpu()
-                                for i in tqdm(range(0, len(unique), batch_size), desc="frozen text layers",
-                                              disable=not progress, leave=False)])
+            for start in tqdm(range(0, len(unique), batch_size), desc="frozen text layers", disable=not progress,
+                              leave=False):
+                rows = order[start : start + batch_size]
+                out = model.encode_text_trunk(model.tokenize([unique[i] for i in rows]).to(model.device)).cpu()
+                if pooled is None:
+                    pooled = torch.empty(len(unique), *out.shape[1:], dtype=out.dtype)
+                pooled[rows] = out
         model.train(was_training)
         return {"outputs": pooled}
 
