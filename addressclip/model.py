@@ -193,8 +193,9 @@ class AddressCLIP(nn.Module):
 
     def _conv_layout(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the memory layout the image tower computes fastest: channels-last for a convolutional trunk
-        (oneDNN's convolutions and batch norms then skip a layout conversion at every layer: the frozen
-        EfficientNet layers run 2x faster on a CPU; the values agree to float rounding), unchanged for a ViT."""
+        (oneDNN's convolutions and batch norms then skip a layout conversion at every layer: EfficientNet-Lite0's
+        frozen layers 1.6x faster on this kind of 2-core CPU, a training step of its last block 1.0-1.07x,
+        bench/bench_conv_layout.py; the values agree to float rounding), unchanged for a ViT."""
         if getattr(self.clip.visual, "trunk", None) is not None and images.dim() == 4:
             return images.contiguous(memory_format=torch.channels_last)
         return images
@@ -224,7 +225,7 @@ class AddressCLIP(nn.Module):
     def encode_image_after_frozen(self, frozen: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """The rest of the image tower, from the frozen layers' (cached) outputs; equals `encode_image` on the images."""
         k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
-        x = frozen
+        x = self._conv_layout(frozen)
         if k < len(trunk.blocks):
             for block in trunk.blocks[k:]:
                 x = block(x)

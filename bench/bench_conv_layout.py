@@ -1,0 +1,73 @@
+"""The convolutional image trunk in the standard (NCHW) layout against channels-last (what `AddressCLIP` uses):
+the frozen layers' forward pass (the caching pass of training, and evaluation) and a training step of what
+trains after them (the ablations' `last:1`), at the backbone's own input size, and how far the outputs differ.
+
+    .venv/bin/python bench/bench_conv_layout.py --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up: oneDNN builds its kernels for these shapes
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="effnet-lite0-minilm")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from addressclip.model import create_model
+
+    torch.manual_seed(0)
+    model = create_model(args.backbone, train_image="last:1", train_text="proj")
+    trunk, k = model.clip.visual.trunk, model.frozen_image_blocks()
+    images = torch.randn(args.batch_size, 3, model.image_size, model.image_size)
+
+    def frozen(layout):
+        with torch.no_grad():
+            x = trunk.bn1(trunk.conv_stem(images.contiguous(memory_format=layout)))
+            for block in trunk.blocks[:k]:
+                x = block(x)
+        return x
+
+    cached = frozen(torch.contiguous_format).contiguous()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+
+    def step(layout):
+        for p in trainable:
+            p.grad = None
+        x = cached.contiguous(memory_format=layout)
+        for block in trunk.blocks[k:]:
+            x = block(x)
+        model.clip.visual.head(trunk.forward_head(trunk.bn2(trunk.conv_head(x)))).sum().backward()
+
+    print(f"{args.backbone}, {model.image_size} px, batch {args.batch_size}, {torch.get_num_threads()} intra-op threads "
+          f"(median of {args.repeats}):")
+    for name, fn in (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step)):
+        nchw = timed(lambda: fn(torch.contiguous_format), args.repeats)
+        last = timed(lambda: fn(torch.channels_last), args.repeats)
+        print(f"  {name}: NCHW {nchw:.1f} ms, channels-last {last:.1f} ms, {nchw / last:.2f}x")
+    diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
+    print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
