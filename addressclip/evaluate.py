@@ -88,7 +88,8 @@ def result_from_ranking(ds: IALDataset, split: str, top: np.ndarray, scores: np.
     ones). Every method is scored by this one function."""
     frame = ds.split(split) if frame is None else frame
     candidates = ds.addresses
-    streets = np.array([ds.address_to_street[a] for a in candidates], dtype=object)
+    street_of = ds.address_to_street  # built once (a property computed from the samples table)
+    streets = np.array([street_of[a] for a in candidates], dtype=object)
     top, scores = np.asarray(top), np.asarray(scores)
     truth = np.array([ds.address_id(a) for a in frame["address"]])
     metrics = ranking_metrics(top, truth, streets, ks=tuple(x for x in (1, 5) if x <= top.shape[1]))

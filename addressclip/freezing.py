@@ -110,6 +110,11 @@ def apply_trainable(model: nn.Module, modes_only: bool = False) -> None:
 
 def frozen_text_trunk(model: nn.Module) -> bool:
     """True when nothing in the text tower trains except its projection (so trunk outputs can be cached)."""
-    clip = model.clip
-    proj = projection_names(clip, "text")
-    return not any(p.requires_grad for n, p in _tower_params(clip, "text") if n not in proj)
+    # asked at every text encoding: the trunk's parameters are listed once per model (walking the module tree
+    # each time cost ~4 ms a training step); their requires_grad flags are read fresh every time
+    trunk = model.__dict__.get("_text_trunk_params")
+    if trunk is None:
+        proj = projection_names(model.clip, "text")
+        trunk = [p for n, p in _tower_params(model.clip, "text") if n not in proj]
+        model.__dict__["_text_trunk_params"] = trunk
+    return not any(p.requires_grad for p in trunk)
