@@ -164,6 +164,7 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
     return table.sort_values("_order").drop(columns="_order")
 
 
+SLOW_BASELINES = ("cocoop", "coop", "maple", "linear-probe", "tip-adapter-f")  # started first in a sweep
 METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
 BASELINE_RESULTS_VERSION = 2  # 2: results carry per-image test hits for paired comparisons
 COMPARISON_COLUMNS = ["A", "B", "difference", "ci_low", "ci_high", "seeds", "images", "verdict"]
@@ -271,7 +272,8 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
         log(f"baseline {row['method']} / seed {row['seed']}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
             + f" ({row['seconds']} s)")
 
-    missing = [job for job in planned if not _stored(job[3])]
+    # the slowest first, so that the processes finish together rather than one waiting on a late long job
+    missing = sorted((job for job in planned if not _stored(job[3])), key=lambda job: job[0] not in SLOW_BASELINES)
     computed = dict(zip([job[3] for job in missing], sweep.run_all(_baseline_job, missing, shared=(bank, model), done=logged)))
     rows = []
     for name, seed, kwargs, path, once in planned:

@@ -37,14 +37,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "warmup_steps": 20,
         "experiments": ["losses", "geography_form", "label_aware"], "seeds": [0, 1, 2],
         # the last image block trains, as in 02_train: with the image trunk frozen (`proj`) the auxiliary losses
-        # measured no gain at all (see `losses_frozen_image`); 3 epochs, so that the 21 runs (side by side, one
-        # per core) fit `make demo`'s 15 minutes: what the 3 epochs cost against 6 is in the README
-        "ablation_overrides": {"train_image": "last:1", "epochs": 3, "lr": 1e-3},
+        # measured no gain at all (see `losses_frozen_image`); 2 epochs, so that the 21 runs (side by side, one
+        # per core) fit `make demo`'s 15 minutes: what 2 epochs cost against the 6 of earlier demos is in the README
+        "ablation_overrides": {"train_image": "last:1", "epochs": 2, "lr": 1e-3},
         # CoCoOp encodes every address for every image: ~20 min for this test split on 2 cores; run it with `paper`
         "baselines": ["zero-shot", "linear-probe", "clip-adapter", "tip-adapter", "tip-adapter-f", "coop",
                       "maple", "two-stage-retrieval", "two-stage-geoclip"],
-        # CoOp re-encodes all 180 addresses every step: 325 s a seed at batch 128 x 3 epochs x 2 learning rates
-        "baseline_options": {"coop": {"batch_size": 256, "epochs": 2, "lr": [0.2]}},
+        # CoOp re-encodes all 180 addresses every step (~45 s an epoch on one core): 1 epoch (2 in earlier demos;
+        # the README gives what that costs)
+        "baseline_options": {"coop": {"batch_size": 256, "epochs": 1, "lr": [0.2]}},
     },
     "paper": {
         "backbone": "ViT-B-16-quickgelu", "image_size": 224, "image_resize_mode": "shortest", "train_splits": "train",

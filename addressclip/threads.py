@@ -45,20 +45,27 @@ def sweep_processes(jobs: int) -> int:
 
 
 def single_threaded() -> None:
-    """Make this process compute with one intra-op thread (a sweep's worker process)."""
+    """Make this process compute with one thread (a sweep's worker process): torch's intra-op threads, and the
+    BLAS and OpenMP pools numpy and scikit-learn use (the linear probe's solver), which torch's setting does not
+    reach: left alone they start a thread per core and crowd the sweep's other processes."""
+    import threadpoolctl
     import torch
 
     torch.set_num_threads(1)
+    threadpoolctl.threadpool_limits(1)
 
 
 @contextlib.contextmanager
 def intra_op_threads(n: int):
-    """torch's intra-op threads set to `n` inside the block, restored after it."""
+    """torch's intra-op threads, and numpy's and scikit-learn's thread pools, set to `n` inside the block, restored
+    after it."""
+    import threadpoolctl
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpoolctl.threadpool_limits(n):
+            yield
     finally:
         torch.set_num_threads(before)
