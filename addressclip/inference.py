@@ -92,10 +92,8 @@ def checkpoint_problem(path: Path, exc: BaseException) -> str:
 def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool = False, desc: str = "texts") -> torch.Tensor:
     """Normalised text features [N, D] (float32, on the model's device), in batches of similar length: a batch
     is padded only to its longest text, so sorting by length saves the padding of long galleries."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = None  # filled in place: no list of batches to concatenate (a second copy at 100k candidates)
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
+    for rows in tqdm(text_batches(texts, batch_size), desc=desc, disable=not progress, leave=False):
         feats = model.encode_text([texts[i] for i in rows]).float()
         if out is None:
             out = torch.empty(len(texts), feats.shape[1], device=feats.device)
@@ -103,6 +101,12 @@ def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool 
     if out is None:
         raise ValueError("no texts to encode")
     return out
+
+
+def text_batches(texts: list[str], batch_size: int) -> list[list[int]]:
+    """The batches `encode_texts` runs, as row indices: texts sorted by length, so each batch pads little."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
 
 
 def collate_readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
