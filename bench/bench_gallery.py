@@ -74,18 +74,15 @@ def count_flops(model, texts: list[str]) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), by_op
 
 
-def tokenised_batches(model, texts: list[str], batch_size: int):
+def tokenised_batches(model, texts: list[str], batch_tokens: int):
     """The batches `encode_texts` runs, tokenised as it tokenises them: (row indices, token tensor) each, and
     the seconds tokenising took."""
-    from addressclip.inference import text_batches
+    from addressclip.inference import length_batches, tokenize_texts
 
-    out, seconds = [], 0.0
-    for rows in text_batches(texts, batch_size):
-        start = time.perf_counter()
-        tokens = model.tokenize([texts[i] for i in rows])
-        seconds += time.perf_counter() - start
-        out.append((rows, tokens))
-    return out, seconds
+    start = time.perf_counter()
+    tokens, lengths = tokenize_texts(model, texts)
+    seconds = time.perf_counter() - start
+    return [(rows.tolist(), tokens[rows, : int(lengths[rows].max())]) for rows in length_batches(lengths, batch_tokens)], seconds
 
 
 def flops_per_candidate(model, texts: list[str], batches) -> dict:
@@ -103,7 +100,7 @@ def flops_per_candidate(model, texts: list[str], batches) -> dict:
         by_op.update({op: times * n for op, n in ops.items()})
     lengths, one_text = Counter(), {}
     for rows, tokens in batches:
-        for i, n in zip(rows, (tokens != model.pad_id).sum(dim=1).tolist()):
+        for i, n in zip(rows, model.token_lengths(tokens).tolist()):
             lengths[n] += 1
             one_text.setdefault(n, i)
     unpadded = sum(times * count_flops(model, [texts[one_text[n]]])[0] for n, times in lengths.items())
@@ -156,20 +153,21 @@ def gemm_rates(model, tokens_per_batch: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- encoding
-def measure_backbone(backbone: str, texts: list[str], batch_size: int, gallery_out: Path | None) -> dict:
-    from addressclip.inference import encode_texts
+def measure_backbone(backbone: str, texts: list[str], batch_tokens: int | None, gallery_out: Path | None) -> dict:
+    from addressclip.inference import default_batch_tokens, encode_texts
     from addressclip.model import create_model
 
     model = create_model(backbone).eval()
-    batches, tokenise_s = tokenised_batches(model, texts, batch_size)
+    batch_tokens = batch_tokens or default_batch_tokens(model.device)
+    batches, tokenise_s = tokenised_batches(model, texts, batch_tokens)
     flops = flops_per_candidate(model, texts, batches)
     typical = sorted(tokens.shape[0] * tokens.shape[1] for _, tokens in batches)[len(batches) // 2]
     rates = gemm_rates(model, typical)
 
-    encode_texts(model, texts[:batch_size])  # warm-up (kernels, allocator)
+    encode_texts(model, texts[:256], batch_tokens)  # warm-up (kernels, allocator)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    gallery = encode_texts(model, texts, batch_size)
+    gallery = encode_texts(model, texts, batch_tokens)
     encode_s = time.perf_counter() - start
     if gallery_out is not None:
         torch.save(gallery, gallery_out)
@@ -177,7 +175,8 @@ def measure_backbone(backbone: str, texts: list[str], batch_size: int, gallery_o
     bound = rates["large_gemm_gflops"] * 1e9 / flops["unpadded"]
     ours = len(texts) / encode_s
     return {
-        "backbone": backbone, "candidates": len(texts), "batch_size": batch_size, "threads": torch.get_num_threads(),
+        "backbone": backbone, "candidates": len(texts), "batch_tokens": batch_tokens,
+        "batches": len(batches), "threads": torch.get_num_threads(),
         "tokens_per_candidate": round(flops["tokens_per_candidate"], 2),
         "padding_share_of_tokens": round(flops["padding_share"], 4),
         "mflops_per_candidate": round(flops["padded"] / 1e6, 1),
@@ -230,7 +229,7 @@ def main():
     ap.add_argument("--backbones", nargs="+", default=["effnet-lite0-minilm", PAPER])
     ap.add_argument("--candidates", type=int, default=100_000)
     ap.add_argument("--vit-every", type=int, default=10, help="ViT-B/16 encodes every N-th candidate (1: all)")
-    ap.add_argument("--batch-size", type=int, default=256, help="encode_texts's batch size (its default: 256)")
+    ap.add_argument("--batch-tokens", type=int, default=None, help="encode_texts's tokens per batch (default: its own)")
     ap.add_argument("--queries", type=int, nargs="+", default=[200, 4096],
                     help="query counts ranked in the memory check (4096: a full query chunk)")
     ap.add_argument("-k", type=int, default=5)
@@ -253,7 +252,7 @@ def main():
             texts = addresses[::every]
             gallery = Path(tmp) / f"{backbone}.pt" if len(texts) == len(addresses) else None
             if not args.skip_encode:
-                row = measure_backbone(backbone, texts, args.batch_size, gallery)
+                row = measure_backbone(backbone, texts, args.batch_tokens, gallery)
                 row["subset"] = f"every {every}th of {len(addresses):,}" if every > 1 else "all"
                 results["encode"].append(row)
                 print(json.dumps(row, indent=2), flush=True)
