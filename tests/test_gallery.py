@@ -1,9 +1,12 @@
 """Candidate galleries: encode_texts batches by token length (features as if each text were encoded alone, up to
-float rounding)."""
+float rounding) and ranking holds one score block at a time."""
+import gc
+import weakref
+
 import pytest
 import torch
 
-from addressclip.inference import encode_texts, length_batches, tokenize_texts
+from addressclip.inference import encode_texts, length_batches, tokenize_texts, topk_by
 from addressclip.model import create_model
 
 STREETS = ["Mannerheimintie", "Kaivokatu", "Iso Roobertinkatu", "Eteläesplanadi", "Pohjoisranta", "Bulevardi",
@@ -74,3 +77,19 @@ def test_length_batches_fit_the_token_budget():
     for batch in batches:
         assert len(batch) * int(lengths[batch].max()) <= 24 or len(batch) == 1  # longer than the budget: alone
     assert [b.tolist() for b in batches[:2]] == [[2, 6, 7, 0], [3, 4]]  # 4 x 5 = 20 <= 24; 2 x 7, then 3 x 12 > 24
+
+
+def test_ranking_holds_one_score_block_at_a_time():
+    """Each score block is freed before the next is made (peak memory: one block, not two)."""
+    queries, gallery = torch.randn(6, 8), torch.randn(50, 8)
+    alive = []
+
+    def score(q, j):
+        gc.collect()
+        assert not any(ref() is not None for ref in alive), "the previous score block is still held"
+        block = q @ gallery[j : j + 16].T
+        alive.append(weakref.ref(block))
+        return block
+
+    s, i = topk_by(score, queries, len(gallery), 3, query_chunk=4, gallery_chunk=16)
+    assert torch.equal(i, (queries @ gallery.T).topk(3, dim=1).indices)
