@@ -15,9 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import CheckpointError, DeviceUnavailable
+from .freezing import frozen_text_trunk
 
-QUERY_CHUNK = 4096     # images ranked at once: the [images, candidates] score block stays bounded ...
-GALLERY_CHUNK = 16384  # ... over candidates too: at most 4096 x 16384 float32 (256 MB), whatever the gallery size
+# The [images, candidates] score block is bounded over images and candidates: at most 1024 x 16384 float32
+# (64 MB), whatever the sizes. At 4096 x 16384 (256 MB, and held twice while the next block was made) ranking
+# 4096 images against 100,000 candidates added 545 MB to the peak RSS, for no speed (bench/bench_gallery.py).
+QUERY_CHUNK = 1024     # images ranked at once
+GALLERY_CHUNK = 16384  # candidates scored at once
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -88,21 +92,70 @@ def checkpoint_problem(path: Path, exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ encoding
+def default_batch_tokens(device: torch.device | str) -> int:
+    """Tokens per text batch (`encode_texts`). On a CPU, batches small enough that a layer's activations stay in
+    cache: of 512-3072 tokens on 2 cores, 768 was ViT-B/16's fastest and within 5% of MiniLM's; at 256 texts a
+    batch (about 5,000 tokens) the elementwise ops and copies between the matmuls ran out of cache and ViT-B/16
+    encoded a third slower (bench/bench_gallery.py). On an accelerator, large batches (not measured here: at
+    least the 256 texts a batch held before)."""
+    return 768 if torch.device(device).type == "cpu" else 16384
+
+
 @torch.inference_mode()
-def encode_texts(model, texts: list[str], batch_size: int = 256, progress: bool = False, desc: str = "texts") -> torch.Tensor:
-    """Normalised text features [N, D] (float32, on the model's device), in batches of similar length: a batch
-    is padded only to its longest text, so sorting by length saves the padding of long galleries."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = None  # filled in place: no list of batches to concatenate (a second copy at 100k candidates)
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
-        feats = model.encode_text([texts[i] for i in rows]).float()
-        if out is None:
-            out = torch.empty(len(texts), feats.shape[1], device=feats.device)
-        out[torch.as_tensor(rows, device=feats.device)] = feats
-    if out is None:
+def encode_texts(model, texts: list[str], batch_tokens: int | None = None, progress: bool = False,
+                 desc: str = "texts") -> torch.Tensor:
+    """Normalised text features [N, D] (float32, on the model's device); a repeated text is encoded once.
+
+    Every text is tokenised once; texts are sorted by length in tokens and encoded in batches of about
+    `batch_tokens` tokens (`default_batch_tokens`), each padded only to its longest text, so a batch carries
+    almost no padding (sorted by characters, 13-17% of the tokens of a 100,000-address gallery were padding).
+    Padding never changes a text's features -- MiniLM masks it, and CLIP's causal tower reads the EOT token,
+    which comes before any padding -- so how texts are batched changes only float rounding. When the model
+    caches its frozen text trunk per string, batches are encoded from their strings: the cache does the work."""
+    unique = list(dict.fromkeys(texts))
+    if not unique:
         raise ValueError("no texts to encode")
+    by_string = frozen_text_trunk(model) and model.cache_frozen_text
+    tokens, lengths = tokenize_texts(model, unique)
+    out = None  # filled in place: no list of batches to concatenate (a second copy at 100k candidates)
+    batches = length_batches(lengths, batch_tokens or default_batch_tokens(model.device))
+    for rows in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        if by_string:
+            feats = model.encode_text([unique[i] for i in rows]).float()
+        else:
+            feats = model.encode_tokens(tokens[rows, : int(lengths[rows].max())]).float()
+        if out is None:
+            out = torch.empty(len(unique), feats.shape[1], device=feats.device)
+        out[rows.to(feats.device)] = feats
+    if len(unique) < len(texts):  # repeated texts: each row takes its text's features
+        row = {t: i for i, t in enumerate(unique)}
+        out = out[torch.as_tensor([row[t] for t in texts], device=out.device)]
     return out
+
+
+def tokenize_texts(model, texts: list[str], chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens [N, longest], padded after each text; each text's length in tokens). In chunks: the tokenizers
+    pad every text to the context length (77 for CLIP) before `model.tokenize` trims the unused columns."""
+    parts = [model.tokenize(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
+    tokens = torch.full((len(texts), max(p.shape[1] for p in parts)), model.pad_id, dtype=parts[0].dtype)
+    for i, part in zip(range(0, len(texts), chunk), parts):
+        tokens[i : i + len(part), : part.shape[1]] = part
+    return tokens, model.token_lengths(tokens)
+
+
+def length_batches(lengths: torch.Tensor, batch_tokens: int) -> list[torch.Tensor]:
+    """Row indices of the batches `encode_texts` runs: rows sorted by length (ties in input order), each batch
+    as many rows as fit in `batch_tokens` once padded to its longest row (at least one row)."""
+    order = torch.argsort(lengths, stable=True)
+    longest = lengths[order].tolist()  # ascending: a batch's last row is its longest
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end + 1 - start) * longest[end] <= batch_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
 
 
 def collate_readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int], dict[int, str]]:
@@ -164,6 +217,7 @@ def topk_by(score: Callable[[torch.Tensor, int], torch.Tensor], queries: torch.T
             for j in range(0, candidates, step):
                 block = score(q, j)
                 s, idx = block.topk(min(k, block.shape[1]), dim=1)
+                del block  # freed before the next block is made: one block in memory, not two
                 idx = idx + j
                 if best_s is not None:  # merge with the best so far
                     s, pos = torch.cat([best_s, s], dim=1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)

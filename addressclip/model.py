@@ -240,6 +240,12 @@ class AddressCLIP(nn.Module):
         used = (tokens != self.pad_id).any(dim=0).nonzero()
         return tokens[:, : int(used.max()) + 1] if len(used) else tokens[:, :1]
 
+    def token_lengths(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens each row uses: up to its last non-padding token (CLIP's id 0 is also a real token, "!", so
+        padding is what trails the last other id, not every 0)."""
+        used = (tokens != self.pad_id).int()
+        return tokens.shape[1] - used.flip(1).argmax(dim=1)
+
     def encode_text_trunk(self, tokens: torch.Tensor) -> torch.Tensor:
         """Text features before the final projection."""
         if self.hf_text:
@@ -274,8 +280,13 @@ class AddressCLIP(nn.Module):
                     self._text_cache[t] = p
             pooled = torch.stack([self._text_cache[t] for t in texts])
         else:
-            pooled = self.encode_text_trunk(self.tokenize(texts).to(self.device))
+            return self.encode_tokens(self.tokenize(texts), normalize=normalize)
         feats = self.project_text(pooled)
+        return F.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_tokens(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Text features of tokenised texts (padded after each text: any trailing width gives the same features)."""
+        feats = self.project_text(self.encode_text_trunk(tokens.to(self.device)))
         return F.normalize(feats, dim=-1) if normalize else feats
 
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:

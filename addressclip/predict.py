@@ -36,7 +36,7 @@ from .errors import UserError
 from .inference import encode_images, encode_texts, load_model, topk
 
 # Bump when the way candidate texts are turned into embeddings changes: old cache files then miss.
-GALLERY_CACHE_VERSION = "2"  # 2: checksummed files written by `cache`
+GALLERY_CACHE_VERSION = "3"  # 2: checksummed files written by `cache`; 3: batches by token length (new rounding)
 CACHE_FOLDER = "gallery_cache"
 MIN_IMAGE_SIDE = 16  # pixels: a smaller image is still predicted, with a SmallImageWarning
 
@@ -174,7 +174,7 @@ class AddressLocator:
     """A trained model plus an encoded candidate list: images in, ranked addresses out."""
 
     def __init__(self, model, checkpoint: Path | None = None, template: str = ADDRESS_TEMPLATE,
-                 cache_dir: str | Path | bool | None = None, batch_size: int = 64, text_batch_size: int = 256,
+                 cache_dir: str | Path | bool | None = None, batch_size: int = 64, text_batch_tokens: int | None = None,
                  num_workers: int = 0, progress: bool = False):
         """`checkpoint` (the model.pt the weights came from) identifies the model in the gallery cache;
         without it, or with `cache_dir=False`, embeddings are not cached. `cache_dir` defaults to
@@ -189,7 +189,7 @@ class AddressLocator:
             self.cache_dir = None
         else:
             self.cache_dir = Path(cache_dir) if cache_dir else self.checkpoint.parent / CACHE_FOLDER
-        self.batch_size, self.text_batch_size = batch_size, text_batch_size
+        self.batch_size, self.text_batch_tokens = batch_size, text_batch_tokens
         self.num_workers, self.progress = num_workers, progress
         self._checkpoint_digest: str | None = None
         self.train_config: dict = {}  # the run's training configuration, when loaded from a checkpoint
@@ -257,7 +257,7 @@ class AddressLocator:
         key, path = self._cache_path(texts)
         payload, from_cache = cache.load_or_compute(
             path, lambda: {"embeddings": encode_texts(self.model, [self.template.format(address=t) for t in texts],
-                                                      self.text_batch_size, self.progress, "candidate addresses").cpu()},
+                                                      self.text_batch_tokens, self.progress, "candidate addresses").cpu()},
             valid=lambda p: p["embeddings"].ndim == 2 and p["embeddings"].shape[0] == len(texts))
         self.candidates = texts
         self.gallery = payload["embeddings"].to(self.model.device)

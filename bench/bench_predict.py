@@ -2,7 +2,8 @@
 
 Measures, in one process: encoding the candidate side once (and reading it back from the cache), predictions
 per second over the folder against the large candidate list and against a small one (the difference is the
-ranking cost), and the peak resident memory (getrusage). Without --checkpoint it uses the newest finished run,
+ranking cost), and the peak resident memory of each phase (the kernel's record reset between phases) and
+of the whole predict path. Without --checkpoint it uses the newest finished run,
 or an untrained default model when there is none (speed and memory do not depend on the weights).
 
     .venv/bin/python bench/bench_predict.py                       # ~200 generated 640x480 JPEGs, 100,000 addresses
@@ -29,6 +30,39 @@ def peak_rss_mb() -> float:
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak_rss() -> bool:
+    """Start the kernel's peak-RSS record of this process afresh (/proc/self/clear_refs, Linux >= 4.0), so that
+    a phase's own peak can be read (`since_reset_peak_mb`); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def since_reset_peak_mb() -> float:
+    """Peak RSS since the last `reset_peak_rss` (VmHWM; getrusage's peak is reset with it)."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+class PhasePeaks:
+    """Peak RSS of each phase of a run, the record reset as a phase starts; the run's peak is the largest."""
+
+    def __init__(self):
+        self.peaks: dict[str, int] = {}
+        self.resets = reset_peak_rss()
+
+    def end(self, phase: str) -> None:
+        self.peaks[phase] = round(since_reset_peak_mb() if self.resets else peak_rss_mb())
+        reset_peak_rss()
+
+    @property
+    def overall(self) -> int:
+        return max(self.peaks.values())
 
 
 def make_images(folder: Path, n: int, seed: int = 0) -> Path:
@@ -114,20 +148,28 @@ def main():
         addresses = make_addresses(args.candidates)
         checkpoint = checkpoint_for(args, scratch)
         cache_dir = Path(args.cache_dir) if args.cache_dir else scratch / "cache"
+        setup_peak = round(peak_rss_mb())  # imports, images, addresses, an untrained checkpoint: before the predict path
+        phases = PhasePeaks()
         locator = AddressLocator.from_checkpoint(checkpoint, candidates=addresses[: args.small], device="cpu",
                                                  cache_dir=cache_dir, batch_size=args.batch_size, progress=True)
         rss_model = current_rss_mb()
+        phases.end("load_model")
         small_ips, n = timed_predict(locator, folder, args.k, args.repeats)
+        phases.end(f"predict_{args.small}_candidates")
 
         encoded = locator.set_candidates(addresses)  # cold: encoded once and written to the cache (unless kept)
         rss_gallery = current_rss_mb()
+        phases.end("encode_gallery" if not encoded.from_cache else "read_gallery")
         large_ips, _ = timed_predict(locator, folder, args.k, args.repeats)
+        phases.end(f"predict_{len(addresses)}_candidates")
         cached = locator.set_candidates(addresses)   # warm: read back from the cache file
         assert cached.from_cache
+        phases.end("reread_gallery")
         feats = locator.embed_images(sorted(folder.iterdir())[: args.batch_size])[1]
         start = time.perf_counter()
         locator.rank(feats, args.k)  # the ranking alone: chunked top-k against every candidate
         rank_ms = 1000 * (time.perf_counter() - start) / len(feats)
+        phases.end("rank_alone")
 
         result = {
             "checkpoint": str(checkpoint), "images": n, "candidates": len(addresses), "k": args.k,
@@ -140,13 +182,14 @@ def main():
             f"predictions_per_s_{len(addresses)}_candidates": round(large_ips, 1),
             "rank_ms_per_image": round(rank_ms, 2),
             "rss_after_model_mb": round(rss_model), "rss_with_gallery_mb": round(rss_gallery),
-            "peak_rss_mb": round(peak_rss_mb()),
+            "peak_rss_mb": phases.overall,
+            "peak_rss_mb_by_phase": phases.peaks, "peak_rss_mb_setup": setup_peak,
         }
     print(json.dumps(result, indent=2))
     how = "came from the kept cache" if encoded.from_cache else f"encoded once in {encoded.seconds:.0f}s"
     print(f"{n} images: {large_ips:.1f} predictions/s against {len(addresses):,} candidates "
           f"({small_ips:.1f}/s against {args.small}); candidates {how}, read back from cache in "
-          f"{cached.seconds:.2f}s; peak RSS {peak_rss_mb():.0f} MB (target 2048 MB)")
+          f"{cached.seconds:.2f}s; peak RSS {result['peak_rss_mb']} MB (target 1536 MB)")
 
 
 if __name__ == "__main__":
