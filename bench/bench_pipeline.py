@@ -1,7 +1,7 @@
 """Images decoded and transformed per second per CPU core: plain Pillow + open_clip's transform against ours.
 
-    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_pipeline.py            # table
-    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_pipeline.py --json out.json
+    .venv/bin/python bench/bench_pipeline.py            # table
+    .venv/bin/python bench/bench_pipeline.py --json out.json
 
 One process, one intra-op thread, no DataLoader workers: the figure is what one core gives, so N workers give
 about N times it. Two pipelines on the same files, to the same [3, 224, 224] float tensor:
