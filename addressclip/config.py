@@ -67,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"                   # auto | cpu | cuda | cuda:N
     amp: bool = True                       # bf16 autocast, on CUDA only
-    num_workers: int = 1
+    num_workers: int | None = None         # DataLoader workers; None: addressclip.threads.loader_workers
     run_name: str | None = None            # default: derived from the configuration's hash
     runs_dir: str | None = None            # default: outputs/runs
     resume: bool = True                    # continue an interrupted run; reuse a finished one
@@ -150,7 +150,7 @@ class TrainConfig:
         if self.image_size is not None and self.image_size < 8:
             raise UserError(f"image_size must be at least 8 pixels or None (the backbone's own), got {self.image_size}")
         for name in ("eval_every", "warmup_steps", "num_workers", "weight_decay", "cache_max_gb", "lr_min"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "eps"):
             if not getattr(self, name) > 0:

@@ -35,7 +35,7 @@ def evaluate(
     split: str = "test",
     k: int = 5,
     batch_size: int = 64,
-    num_workers: int = 1,
+    num_workers: int | None = None,  # None: threads.loader_workers
     address_template: str = ADDRESS_TEMPLATE,
     progress: bool = False,
     frozen: torch.Tensor | None = None,

@@ -33,7 +33,7 @@ class FeatureBank:
 
 
 def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, address_template: str = ADDRESS_TEMPLATE,
-                 num_workers: int = 1, progress: bool = False) -> FeatureBank:
+                 num_workers: int | None = None, progress: bool = False) -> FeatureBank:
     key = f"{ds.name}-{cache.digest(model.clip.state_dict(), address_template, length=16)}"
     path = Path(cache_dir or features_root()) / f"bank-{key}.pt"
     labels = {s: torch.as_tensor([ds.address_id(a) for a in ds.split(s)["address"]], dtype=torch.long) for s in SPLITS}
@@ -55,7 +55,8 @@ def feature_bank(model, ds: IALDataset, cache_dir: str | Path | None = None, add
     return FeatureBank(ds, payload["image"], payload["gallery"], labels, coords, key)
 
 
-def _split_features(model, ds: IALDataset, split: str, cache_dir: Path, num_workers: int, progress: bool) -> torch.Tensor:
+def _split_features(model, ds: IALDataset, split: str, cache_dir: Path, num_workers: int | None,
+                    progress: bool) -> torch.Tensor:
     frame = ds.split(split)
     if not len(frame):
         return torch.empty(0, model.encode_text(["x"]).shape[1])

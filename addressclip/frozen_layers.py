@@ -13,14 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import cache
+from . import cache, threads
 from .data import ImageRows
 from .freezing import frozen_text_trunk, projection_names
 from .paths import features_root
 
 
 def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path | None = None, max_gb: float = 4.0,
-                  num_workers: int = 1, batch_size: int = 64, progress: bool = False) -> torch.Tensor | None:
+                  num_workers: int | None = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor | None:
     """[N, ...] outputs of the frozen image layers for the images at `paths`, or None where the tower does not
     split or the cache would exceed `max_gb`. Read from / written to `cache_dir` (default outputs/features)."""
     blocks = model.frozen_image_blocks()
@@ -38,7 +38,7 @@ def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path |
     def compute():
         was_training = model.training
         model.eval()
-        loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+        loader = DataLoader(rows, batch_size=batch_size, shuffle=False, **threads.loader_options(model.device, num_workers))
         parts = [model.encode_frozen_image_layers(images.to(model.device)).cpu()
                  for images, _ in tqdm(loader, desc="frozen image layers", disable=not progress, leave=False)]
         model.train(was_training)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from . import cache
+from . import cache, threads
 from .data import ImageRows
 from .errors import UserError
 from .inference import collate_readable
@@ -44,14 +44,15 @@ def file_states(root: Path, images: list[str]) -> list[tuple]:
     return states
 
 
-def decode_failures(root: Path, images: list[str], size_hint: int | None, num_workers: int = 0,
+def decode_failures(root: Path, images: list[str], size_hint: int | None, num_workers: int | None = None,
                     progress: bool = False) -> dict[str, str]:
     """{relative path: reason} of the `images` under `root` that `open_image` cannot decode (`data.ImageRows`
-    reporting errors, as prediction reads images; nothing is transformed)."""
+    reporting errors, as prediction reads images; nothing is transformed). `num_workers` None: one per core."""
     from tqdm.auto import tqdm
 
     rows = ImageRows(root, images, lambda image: torch.empty(0), size_hint, report_errors=True)
-    loader = DataLoader(rows, batch_size=64, num_workers=num_workers, collate_fn=collate_readable,
+    workers = threads.loader_workers("cpu", decode_only=True) if num_workers is None else num_workers
+    loader = DataLoader(rows, batch_size=64, num_workers=workers, collate_fn=collate_readable,
                         generator=torch.Generator())  # own generator: the global RNG is untouched
     failures: dict[int, str] = {}
     for _, _, errors in tqdm(loader, desc="checking images", disable=not progress, leave=False):
@@ -59,7 +60,7 @@ def decode_failures(root: Path, images: list[str], size_hint: int | None, num_wo
     return {images[i]: why for i, why in sorted(failures.items())}
 
 
-def unreadable_images(ds, size_hint: int | None, cache_dir: str | Path | None, num_workers: int = 0,
+def unreadable_images(ds, size_hint: int | None, cache_dir: str | Path | None, num_workers: int | None = None,
                       progress: bool = False) -> tuple[dict[str, str], dict]:
     """({relative path: reason} of the images of dataset `ds` that cannot be read, facts about the check: images,
     seconds, whether the result came from the cache). Cached in `cache_dir` (None: not cached)."""

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from . import threads
 from .errors import CheckpointError, DeviceUnavailable
 from .freezing import frozen_text_trunk
 
@@ -168,11 +169,13 @@ def collate_readable(batch: list[tuple]) -> tuple[torch.Tensor | None, list[int]
 
 
 @torch.inference_mode()
-def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int = 1, progress: bool = False
+def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int | None = None, progress: bool = False
                   ) -> tuple[torch.Tensor, list[int], dict[int, str]]:
     """Normalised image features of `rows` (`data.ImageRows`): ([n, D] float32 on the model's device, the rows
-    they belong to, {row: reason} of images that could not be read, when the rows report instead of raising)."""
-    loader = DataLoader(rows, batch_size=batch_size, num_workers=num_workers, shuffle=False, collate_fn=collate_readable)
+    they belong to, {row: reason} of images that could not be read, when the rows report instead of raising).
+    `num_workers` None: `threads.loader_workers` (none on a CPU, where the encoder needs every core)."""
+    loader = DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate_readable,
+                        **threads.loader_options(model.device, num_workers))
     feats, kept, failed = [], [], {}
     for images, which, errors in tqdm(loader, desc="images", disable=not progress, leave=False):
         failed.update(errors)

@@ -175,7 +175,7 @@ class AddressLocator:
 
     def __init__(self, model, checkpoint: Path | None = None, template: str = ADDRESS_TEMPLATE,
                  cache_dir: str | Path | bool | None = None, batch_size: int = 64, text_batch_tokens: int | None = None,
-                 num_workers: int = 0, progress: bool = False):
+                 num_workers: int | None = None, progress: bool = False):
         """`checkpoint` (the model.pt the weights came from) identifies the model in the gallery cache;
         without it, or with `cache_dir=False`, embeddings are not cached. `cache_dir` defaults to
         `<checkpoint folder>/gallery_cache`."""

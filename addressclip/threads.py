@@ -9,6 +9,20 @@
   the machine's core count: its runs always sum in the order of one thread.
 - ``ADDRESSCLIP_PROCESSES`` sets the processes of a sweep (1: one after another in this process, still with one
   intra-op thread each, so the numbers are the same).
+- Reading images for a model (training, evaluation, prediction, features: `loader_workers`, `loader_options`):
+  on a CPU, no DataLoader worker: the images are decoded in the process itself, between the encoder's batches,
+  and the encoder keeps every core as its intra-op threads. The encoder saturates the cores, so a decoding worker
+  cannot overlap with it: it takes a core from the encoder's threads while they wait for each other, and costs
+  about twice the decoding it does. Measured on 2 cores (helsinki-synth test, 1,584 images, the offline default
+  model, median of 5 runs, bench/bench_eval.py): evaluation at 0.91x the bare image encoder with 0 workers,
+  0.84x with 1 or 2 workers and 2 intra-op threads, 0.85x with 1 worker and 1 thread (a lower-priority worker
+  was no better). On CUDA the encoder runs on the GPU and the cores are free to decode: one worker per core
+  but one (which the main process keeps, to collate, pin and launch), batches in pinned memory. A decode-only
+  pass (`image_check`) has nothing to overlap with: one worker per core. ``ADDRESSCLIP_WORKERS`` or an explicit
+  ``num_workers`` overrides. Each DataLoader serves one pass, so its workers are not kept (``persistent_workers``
+  would only hold processes between passes), and prefetching stays at torch's 2 batches a worker.
+  Without augmentation the worker count never changes a number; with ``augment=True`` each worker draws its own
+  random crops, so the count is part of what made a run's numbers (recorded in its params).
 """
 from __future__ import annotations
 
@@ -16,6 +30,7 @@ import contextlib
 import os
 
 PROCESSES_ENV = "ADDRESSCLIP_PROCESSES"
+WORKERS_ENV = "ADDRESSCLIP_WORKERS"
 
 
 def cores() -> int:
@@ -26,22 +41,50 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def _env_count(name: str, least: int) -> int | None:
+    """The whole number in environment variable `name` (None if unset); a `UserError` below `least`."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        wanted = int(value)
+    except ValueError:
+        wanted = least - 1
+    if wanted < least:
+        from .errors import UserError
+
+        raise UserError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return wanted
+
+
 def sweep_processes(jobs: int) -> int:
     """Processes for a sweep of `jobs` independent runs: one per core (``ADDRESSCLIP_PROCESSES`` overrides), never
     more than there are jobs."""
-    value = os.environ.get(PROCESSES_ENV)
-    if value is not None:
-        try:
-            wanted = int(value)
-        except ValueError:
-            wanted = 0
-        if wanted < 1:
-            from .errors import UserError
+    wanted = _env_count(PROCESSES_ENV, 1)
+    return max(1, min(cores() if wanted is None else wanted, jobs))
 
-            raise UserError(f"{PROCESSES_ENV} must be a whole number >= 1, got {value!r}")
-    else:
-        wanted = cores()
-    return max(1, min(wanted, jobs))
+
+def _is_cuda(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+def loader_workers(device, decode_only: bool = False) -> int:
+    """DataLoader worker processes that decode images for a model on `device` (see the module's docstring): on a
+    CPU none; on CUDA one per core but one; for a decode-only pass one per core. ``ADDRESSCLIP_WORKERS``
+    overrides."""
+    wanted = _env_count(WORKERS_ENV, 0)
+    if wanted is not None:
+        return wanted
+    if decode_only:
+        return cores()
+    return max(1, cores() - 1) if _is_cuda(device) else 0
+
+
+def loader_options(device, num_workers: int | None = None, decode_only: bool = False) -> dict:
+    """DataLoader keyword arguments for reading images to a model on `device`: ``num_workers`` (None:
+    `loader_workers`) and ``pin_memory`` (on CUDA, so that a batch copies to the GPU asynchronously)."""
+    workers = loader_workers(device, decode_only) if num_workers is None else num_workers
+    return {"num_workers": workers, "pin_memory": _is_cuda(device)}
 
 
 def single_threaded() -> None:

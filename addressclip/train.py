@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import cache, image_check, runs
+from . import cache, image_check, runs, threads
 from .config import TrainConfig
 from .data import ADDRESS_TEMPLATE, CAPTION_ONLY_TEMPLATE, CAPTION_TEMPLATE, SplitTable
 from .datasets.registry import load_dataset
@@ -245,6 +245,7 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     optimizer = make_optimizer(model, cfg)
     trainable = [p for p in model.clip.parameters() if p.requires_grad]
     amp = cfg.amp and device.startswith("cuda")
+    loader_options = threads.loader_options(device, cfg.num_workers)  # workers, pinned memory on CUDA
 
     start_epoch, records = 0, []
     state = run.load_last(map_location=device, move_aside=info.is_main) if cfg.resume else None
@@ -263,6 +264,7 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
             "world_size": info.world_size, "dataset_card": {k: ds.card.get(k) for k in ("name", "images", "addresses", "synthetic")},
             "parameters": count_parameters(model), "steps_per_epoch": steps_per_epoch,
             "skipped_images": {name: len(b) for name, b in bad.items()},
+            "loader_workers": loader_options["num_workers"],  # with augment=True, part of what made the numbers
         })
 
     sampler = DistributedSampler(range(len(table.paths)), num_replicas=info.world_size, rank=info.rank,
@@ -298,9 +300,9 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
         seed_everything(cfg.seed + 1000 * (epoch + 1) + info.rank)
         sampler.set_epoch(epoch)
         # cached frozen outputs: the loader yields row indices only, which need no worker process
-        loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, drop_last=True,
-                            num_workers=0 if frozen is not None else cfg.num_workers,
-                            persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        options = {"num_workers": 0, "pin_memory": False} if frozen is not None else loader_options
+        loader = DataLoader(rows, batch_size=per_rank, sampler=sampler, drop_last=True, **options,
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch),
                             collate_fn=collate_readable)  # an image unreadable since the check: reported
         model.train()
         sums: dict[str, float] = {}

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .cache import atomic_write
-from .data import open_image
+from .data import fast_transform, open_image
 from .metrics import per_address_table
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,8 @@ def _cam_from(acts: torch.Tensor, grads: torch.Tensor) -> np.ndarray:
 def saliency_map(model, image: Image.Image | str | Path, text: str) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM of the image-text cosine similarity: (map in [0, 1] at the model's input size, the model's
     input image as RGB in [0, 1], to overlay it on)."""
-    x = model.preprocess_val(open_image(image)).unsqueeze(0).to(model.device)
+    # the loaders' decoding and transform (`data.ImageRows`), so that the map explains the input they give
+    x = fast_transform(model.preprocess_val)(open_image(image, model.image_size)).unsqueeze(0).to(model.device)
     x.requires_grad_(True)  # frozen towers: make the graph track activations anyway
     _, layer = saliency_layer(model)
     store: dict[str, torch.Tensor] = {}

@@ -1,49 +1,163 @@
-"""Evaluation images/s (files decoded, encoded, ranked against every candidate address) against the bare
-image-encoder forward on the same images already in memory (the floor).
+"""Evaluation images/s (files decoded, encoded, ranked against every candidate address, scored) against the bare
+image-encoder forward on the same images already in memory (the floor), paired in each of `--runs` runs.
 
-    .venv/bin/python bench/bench_eval.py --dataset helsinki-synth
+    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --dataset helsinki-synth
+    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --photos generate   # 480x640 JPEGs
+
+Each run times the bare encoder, then `evaluate` (the gallery of candidate addresses, the images through the
+DataLoader, top-k, metrics); the ratio is reported as the median of the runs with its range, and the parts of
+one evaluation are timed apart, to show what limits it. Workers and intra-op threads default to the choice in
+`addressclip.threads` (``--num-workers``, ``--threads`` to compare others).
+
+``--photos DIR`` (a folder of JPEGs, or ``generate``: 256 camera-like 480x640 JPEGs as in bench_pipeline.py)
+times the image part alone (`inference.encode_images`, what evaluation and prediction run) against the bare
+encoder on the same images: photos cost far more to decode than the embedded datasets' 128 px renderings.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from addressclip import threads
 from addressclip.data import ImageRows
 from addressclip.datasets import build_dataset, load_dataset
-from addressclip.evaluate import evaluate
+from addressclip.evaluate import evaluate, result_from_ranking
+from addressclip.inference import encode_images, encode_texts, topk
 from addressclip.model import create_model
 
 
+def bare_rate(model, images: torch.Tensor, batch_size: int) -> float:
+    """Images/s of the image encoder alone, on tensors already in memory."""
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for i in range(0, len(images), batch_size):
+            model.encode_image(images[i : i + batch_size])
+        return len(images) / (time.perf_counter() - start)
+
+
+def parts(model, ds, split: str, batch_size: int, num_workers: int | None) -> dict[str, float]:
+    """Seconds of each part of one evaluation, in `evaluate`'s order."""
+    frame = ds.split(split)
+    out = {}
+    with torch.inference_mode():
+        start = time.perf_counter()
+        gallery = encode_texts(model, list(ds.addresses))
+        out["gallery"] = time.perf_counter() - start
+        rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size, report_errors=True)
+        start = time.perf_counter()
+        feats, _, _ = encode_images(model, rows, batch_size, num_workers)
+        out["images"] = time.perf_counter() - start
+        start = time.perf_counter()
+        scores, top = topk(feats, gallery, 5)
+        out["topk"] = time.perf_counter() - start
+        start = time.perf_counter()
+        result_from_ranking(ds, split, top.numpy(), scores.numpy())
+        out["metrics"] = time.perf_counter() - start
+    return out
+
+
+def summary(ratios: list[float]) -> dict:
+    return {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3),
+            "runs": [round(r, 3) for r in ratios]}
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="helsinki-synth-tiny")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--photos", help="a folder of JPEGs, or 'generate': time the image part on photos instead")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--num-workers", type=int, default=None, help="default: threads.loader_workers")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads; default: torch's (the cores)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    if not Path(args.dataset).exists():
-        build_dataset(args.dataset)
-    ds = load_dataset(args.dataset)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     model = create_model().eval()
+    workers = threads.loader_workers(model.device) if args.num_workers is None else args.num_workers
+    setting = {"threads": torch.get_num_threads(), "num_workers": workers, "cores": threads.cores(),
+               "batch_size": args.batch_size, "image_size": model.image_size, "backbone": model.spec.backbone}
+    if args.photos:
+        result = bench_photos(model, args, workers)
+    else:
+        result = bench_dataset(model, args, workers)
+    result["setting"] = setting
+    print(f"setting: {json.dumps(setting)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def bench_dataset(model, args, workers: int) -> dict:
+    if not Path(args.dataset).exists():
+        build_dataset(args.dataset)  # a finished dataset is reused, never rebuilt
+    ds = load_dataset(args.dataset)
     frame = ds.split(args.split)
-    rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val)
+    rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
     images = torch.stack([rows[i][0] for i in range(len(rows))])
-    with torch.inference_mode():
-        model.encode_image(images[: args.batch_size])  # warm-up
+    bare_rate(model, images[: args.batch_size], args.batch_size)  # warm-up
+    evaluate(model, ds, args.split, batch_size=args.batch_size, num_workers=workers)  # warm-up
+    bare, full = [], []
+    for run in range(args.runs):
+        bare.append(bare_rate(model, images, args.batch_size))
         start = time.perf_counter()
-        for i in range(0, len(images), args.batch_size):
-            model.encode_image(images[i : i + args.batch_size])
-        bare = len(images) / (time.perf_counter() - start)
-    evaluate(model, ds, args.split, batch_size=args.batch_size, num_workers=args.num_workers)  # warm-up
-    start = time.perf_counter()
-    result = evaluate(model, ds, args.split, batch_size=args.batch_size, num_workers=args.num_workers)
-    full = len(images) / (time.perf_counter() - start)
+        result = evaluate(model, ds, args.split, batch_size=args.batch_size, num_workers=workers)
+        full.append(len(images) / (time.perf_counter() - start))
+        print(f"run {run + 1}: bare {bare[-1]:.1f} images/s, evaluate {full[-1]:.1f} images/s, "
+              f"ratio {full[-1] / bare[-1]:.3f}", file=sys.stderr)
+    split_parts = parts(model, ds, args.split, args.batch_size, workers)
+    ratio = summary([f / b for f, b in zip(full, bare)])
     print(f"{ds.name} {args.split}: {len(images)} images, {result.metrics['candidates']} candidate addresses, "
           f"image size {model.image_size}")
-    print(f"bare image encoder {bare:.1f} images/s | evaluate() {full:.1f} images/s | ratio {full / bare:.2f}")
+    print(f"bare image encoder {statistics.median(bare):.1f} images/s | evaluate() {statistics.median(full):.1f} "
+          f"images/s | ratio {ratio['median']:.3f} (median of {args.runs}; {ratio['min']:.3f}-{ratio['max']:.3f})")
+    print("one evaluation, seconds: " + ", ".join(f"{k} {v:.3f}" for k, v in split_parts.items())
+          + f" | bare encoder alone {len(images) / statistics.median(bare):.3f}")
+    return {"dataset": ds.name, "split": args.split, "images": len(images),
+            "candidates": result.metrics["candidates"], "bare_per_s": round(statistics.median(bare), 1),
+            "evaluate_per_s": round(statistics.median(full), 1), "ratio": ratio,
+            "parts_seconds": {k: round(v, 3) for k, v in split_parts.items()}}
+
+
+def bench_photos(model, args, workers: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-eval-photos-") as tmp:
+        if args.photos == "generate":
+            sys.path.insert(0, str(Path(__file__).parent))
+            from bench_pipeline import write_photos
+
+            paths = write_photos(Path(tmp), (640, 480), 256)
+        else:
+            paths = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
+        rows = ImageRows(None, paths, model.preprocess_val, model.image_size)
+        images = torch.stack([rows[i][0] for i in range(len(rows))])
+        bare_rate(model, images[: args.batch_size], args.batch_size)  # warm-up
+        encode_images(model, rows, args.batch_size, workers)  # warm-up
+        bare, full = [], []
+        for run in range(args.runs):
+            bare.append(bare_rate(model, images, args.batch_size))
+            start = time.perf_counter()
+            encode_images(model, rows, args.batch_size, workers)
+            full.append(len(images) / (time.perf_counter() - start))
+            print(f"run {run + 1}: bare {bare[-1]:.1f} images/s, encode_images {full[-1]:.1f} images/s, "
+                  f"ratio {full[-1] / bare[-1]:.3f}", file=sys.stderr)
+        start = time.perf_counter()
+        for i in range(len(rows)):
+            rows[i]
+        decode_ms = 1000 * (time.perf_counter() - start) / len(rows)
+    ratio = summary([f / b for f, b in zip(full, bare)])
+    print(f"{len(paths)} photos ({args.photos}), decoded and transformed in {decode_ms:.2f} ms each in this process")
+    print(f"bare image encoder {statistics.median(bare):.1f} images/s | encode_images() {statistics.median(full):.1f} "
+          f"images/s | ratio {ratio['median']:.3f} (median of {args.runs}; {ratio['min']:.3f}-{ratio['max']:.3f})")
+    return {"photos": args.photos, "images": len(paths), "decode_ms": round(decode_ms, 3),
+            "bare_per_s": round(statistics.median(bare), 1), "encode_images_per_s": round(statistics.median(full), 1),
+            "ratio": ratio}
 
 
 if __name__ == "__main__":

@@ -69,3 +69,31 @@ def test_open_image_turns_by_exif_and_never_returns_the_callers_image(tmp_path):
     assert open_image(tmp_path / "turned.jpg", size_hint=16).size == (30, 40)  # draft decoding turns it too
     assert to_rgb(im) is not im and open_image(im) is not im
     assert np.array_equal(np.asarray(to_rgb(im)), np.asarray(im))
+
+
+def test_loader_workers_chosen_in_threads(monkeypatch):
+    from addressclip import threads
+    from addressclip.errors import UserError
+
+    monkeypatch.delenv(threads.WORKERS_ENV, raising=False)
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    assert threads.loader_workers("cpu") == 0  # the encoder needs every core: decode in the process
+    assert threads.loader_workers("cuda:0") == 3  # the GPU encodes: every core but the main process's decodes
+    assert threads.loader_workers("cpu", decode_only=True) == 4
+    assert threads.loader_options("cpu") == {"num_workers": 0, "pin_memory": False}
+    assert threads.loader_options("cuda", num_workers=2) == {"num_workers": 2, "pin_memory": True}
+    monkeypatch.setenv(threads.WORKERS_ENV, "2")
+    assert threads.loader_workers("cpu") == threads.loader_workers("cuda") == 2
+    for bad in ("-1", "two"):
+        monkeypatch.setenv(threads.WORKERS_ENV, bad)
+        with pytest.raises(UserError, match="ADDRESSCLIP_WORKERS must be a whole number >= 0"):
+            threads.loader_workers("cpu")
+
+
+def test_train_config_num_workers_defaults_to_threads():
+    from addressclip.config import TrainConfig
+    from addressclip.errors import UserError
+
+    assert TrainConfig().num_workers is None
+    with pytest.raises(UserError, match="num_workers must be >= 0"):
+        TrainConfig(num_workers=-1)
