@@ -210,7 +210,7 @@ def rank_memory(backbone: str, gallery_path: Path | None, candidates: int, queri
         dim = model.encode_text(["a"]).shape[1]
         gallery = F.normalize(torch.randn(candidates, dim), dim=-1)
     locator.gallery = gallery
-    process_peak = peak_rss_mb()  # so far (getrusage): reset below with the kernel's record
+    process_peak = peak_rss_mb()  # so far (VmHWM): reset below, before each ranking
     out = {"backbone": backbone, "candidates": gallery.shape[0], "gallery_mb": round(gallery.nbytes / 2**20, 1),
            "gallery_values": "encoded" if gallery_path is not None else "random", "rss_before_ranking_mb": round(current_rss_mb())}
     for n in queries:

@@ -24,7 +24,13 @@ from PIL import Image
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak RSS of this process so far. The kernel's VmHWM belongs to this process image; getrusage's ru_maxrss
+    survives execve, so a child started by a larger parent (bench_gallery.py's ranking check) would report the
+    parent's peak."""
+    try:
+        return since_reset_peak_mb()
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def current_rss_mb() -> float:
