@@ -12,12 +12,12 @@
 - Reading images for a model (training, evaluation, prediction, features: `loader_workers`, `loader_options`):
   on a CPU, no DataLoader worker: the images are decoded in the process itself, between the encoder's batches,
   and the encoder keeps every core as its intra-op threads. The encoder saturates the cores, so a decoding worker
-  cannot overlap with it: it takes a core from the encoder's threads while they wait for each other, and costs
-  about twice the decoding it does. Measured on 2 cores (helsinki-synth test, 1,584 images, the offline default
-  model, median of 5 runs, bench/bench_eval.py): evaluation at 0.91x the bare image encoder with 0 workers,
-  0.84x with 1 or 2 workers and 2 intra-op threads, 0.85x with 1 worker and 1 thread (a lower-priority worker
-  was no better). On CUDA the encoder runs on the GPU and the cores are free to decode: one worker per core
-  but one (which the main process keeps, to collate, pin and launch), batches in pinned memory. A decode-only
+  cannot overlap with it: it takes a core from the encoder's threads while they wait for each other. Measured on
+  2 cores (helsinki-synth test, 1,584 images, the offline default model, bench/bench_eval.py, medians of 5 runs
+  on one day): evaluation at 0.75-0.87x the bare image encoder with 0 workers, 0.70x with 1 and 0.76x with 2:
+  workers buy nothing here, and without them no process starts and no batch crosses shared memory. On CUDA the
+  encoder runs on the GPU and the cores are free to decode: one worker per core but one (which the main process
+  keeps, to collate, pin and launch), batches in pinned memory. A decode-only
   pass (`image_check`) has nothing to overlap with: one worker per core. ``ADDRESSCLIP_WORKERS`` or an explicit
   ``num_workers`` overrides. Each DataLoader serves one pass, so its workers are not kept (``persistent_workers``
   would only hold processes between passes), and prefetching stays at torch's 2 batches a worker.

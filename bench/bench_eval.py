@@ -1,7 +1,7 @@
 """Evaluation images/s (files decoded, encoded, ranked against every candidate address, scored) against the bare
 image-encoder forward on the same images already in memory (the floor), paired in each of `--runs` runs.
 
-    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --dataset helsinki-synth
+    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --dataset helsinki-synth [--profile]
     flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --photos generate   # 480x640 JPEGs
 
 Each run times the bare encoder, then `evaluate` (the gallery of candidate addresses, the images through the
@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from addressclip import threads
-from addressclip.data import ImageRows
+from addressclip.data import ADDRESS_TEMPLATE, ImageRows
 from addressclip.datasets import build_dataset, load_dataset
 from addressclip.evaluate import evaluate, result_from_ranking
-from addressclip.inference import encode_images, encode_texts, topk
+from addressclip.inference import collate_readable, encode_images, encode_texts, topk
 from addressclip.model import create_model
 
 
@@ -48,7 +48,7 @@ def parts(model, ds, split: str, batch_size: int, num_workers: int | None) -> di
     out = {}
     with torch.inference_mode():
         start = time.perf_counter()
-        gallery = encode_texts(model, list(ds.addresses))
+        gallery = encode_texts(model, [ADDRESS_TEMPLATE.format(address=a) for a in ds.addresses])  # as evaluate does
         out["gallery"] = time.perf_counter() - start
         rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size, report_errors=True)
         start = time.perf_counter()
@@ -60,6 +60,14 @@ def parts(model, ds, split: str, batch_size: int, num_workers: int | None) -> di
         start = time.perf_counter()
         result_from_ranking(ds, split, top.numpy(), scores.numpy())
         out["metrics"] = time.perf_counter() - start
+        # what "images" spends besides the encoder: decoding + transforming in this process, then batching
+        start = time.perf_counter()
+        items = [rows[i] for i in range(len(rows))]
+        out["decode alone"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(0, len(items), batch_size):
+            collate_readable(items[i : i + batch_size])
+        out["batching alone"] = time.perf_counter() - start
     return out
 
 
@@ -78,6 +86,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads; default: torch's (the cores)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--profile", action="store_true", help="also profile one evaluation: the calls that take its time")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -113,6 +122,13 @@ def bench_dataset(model, args, workers: int) -> dict:
         print(f"run {run + 1}: bare {bare[-1]:.1f} images/s, evaluate {full[-1]:.1f} images/s, "
               f"ratio {full[-1] / bare[-1]:.3f}", file=sys.stderr)
     split_parts = parts(model, ds, args.split, args.batch_size, workers)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(evaluate, model, ds, args.split, batch_size=args.batch_size, num_workers=workers)
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(12)
     ratio = summary([f / b for f, b in zip(full, bare)])
     print(f"{ds.name} {args.split}: {len(images)} images, {result.metrics['candidates']} candidate addresses, "
           f"image size {model.image_size}")

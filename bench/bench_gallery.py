@@ -202,7 +202,9 @@ def rank_memory(backbone: str, gallery_path: Path | None, candidates: int, queri
     from addressclip.model import create_model
     from addressclip.predict import AddressLocator
 
+    imports = current_rss_mb()  # torch, open_clip, transformers, timm, pandas, ...: before any model exists
     model = create_model(backbone).eval()
+    with_model = current_rss_mb()
     locator = AddressLocator(model, cache_dir=False)
     if gallery_path is not None:
         gallery = torch.load(gallery_path)
@@ -212,7 +214,8 @@ def rank_memory(backbone: str, gallery_path: Path | None, candidates: int, queri
     locator.gallery = gallery
     process_peak = peak_rss_mb()  # so far (VmHWM): reset below, before each ranking
     out = {"backbone": backbone, "candidates": gallery.shape[0], "gallery_mb": round(gallery.nbytes / 2**20, 1),
-           "gallery_values": "encoded" if gallery_path is not None else "random", "rss_before_ranking_mb": round(current_rss_mb())}
+           "gallery_values": "encoded" if gallery_path is not None else "random", "rss_after_imports_mb": round(imports),
+           "model_mb": round(with_model - imports), "rss_before_ranking_mb": round(current_rss_mb())}
     for n in queries:
         feats = F.normalize(torch.randn(n, gallery.shape[1]), dim=-1)
         reset_peak_rss()
