@@ -152,6 +152,10 @@ class TrainConfig:
         for name in ("eval_every", "warmup_steps", "num_workers", "weight_decay", "cache_max_gb", "lr_min"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_workers is None:
+            from .threads import loader_workers
+
+            loader_workers("cpu")  # a malformed ADDRESSCLIP_WORKERS is refused here, before any work
         for name in ("lr", "eps"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -38,8 +38,9 @@ def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path |
     def compute():
         was_training = model.training
         model.eval()
-        loader = DataLoader(rows, batch_size=batch_size, shuffle=False, **threads.loader_options(model.device, num_workers))
-        parts = [model.encode_frozen_image_layers(images.to(model.device)).cpu()
+        loader = DataLoader(rows, batch_size=batch_size, shuffle=False,
+                            **threads.loader_options(model.device, num_workers, batches=-(-len(rows) // batch_size)))
+        parts = [model.encode_frozen_image_layers(images.to(model.device, non_blocking=True)).cpu()
                  for images, _ in tqdm(loader, desc="frozen image layers", disable=not progress, leave=False)]
         model.train(was_training)
         return {"outputs": torch.cat(parts)}

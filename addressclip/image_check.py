@@ -44,15 +44,22 @@ def file_states(root: Path, images: list[str]) -> list[tuple]:
     return states
 
 
+def _nothing(image) -> torch.Tensor:
+    """The check's transform: the image is decoded, nothing is kept (a module function: workers started by spawn,
+    as on macOS or inside a sweep's process, must pickle it)."""
+    return torch.empty(0)
+
+
 def decode_failures(root: Path, images: list[str], size_hint: int | None, num_workers: int | None = None,
                     progress: bool = False) -> dict[str, str]:
     """{relative path: reason} of the `images` under `root` that `open_image` cannot decode (`data.ImageRows`
     reporting errors, as prediction reads images; nothing is transformed). `num_workers` None: one per core."""
     from tqdm.auto import tqdm
 
-    rows = ImageRows(root, images, lambda image: torch.empty(0), size_hint, report_errors=True)
-    workers = threads.loader_workers("cpu", decode_only=True) if num_workers is None else num_workers
-    loader = DataLoader(rows, batch_size=64, num_workers=workers, collate_fn=collate_readable,
+    rows = ImageRows(root, images, _nothing, size_hint, report_errors=True)
+    if num_workers is None:
+        num_workers = threads.loader_workers("cpu", decode_only=True, batches=-(-len(images) // 64))
+    loader = DataLoader(rows, batch_size=64, num_workers=num_workers, collate_fn=collate_readable,
                         generator=torch.Generator())  # own generator: the global RNG is untouched
     failures: dict[int, str] = {}
     for _, _, errors in tqdm(loader, desc="checking images", disable=not progress, leave=False):

@@ -175,7 +175,7 @@ def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int |
     they belong to, {row: reason} of images that could not be read, when the rows report instead of raising).
     `num_workers` None: `threads.loader_workers` (none on a CPU, where the encoder needs every core)."""
     loader = DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=collate_readable,
-                        **threads.loader_options(model.device, num_workers))
+                        **threads.loader_options(model.device, num_workers, batches=-(-len(rows) // batch_size)))
     feats, kept, failed = [], [], {}
     for images, which, errors in tqdm(loader, desc="images", disable=not progress, leave=False):
         failed.update(errors)

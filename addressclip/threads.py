@@ -17,12 +17,14 @@
   on one day): evaluation at 0.75-0.87x the bare image encoder with 0 workers, 0.70x with 1 and 0.76x with 2:
   workers buy nothing here, and without them no process starts and no batch crosses shared memory. On CUDA the
   encoder runs on the GPU and the cores are free to decode: one worker per core but one (which the main process
-  keeps, to collate, pin and launch), batches in pinned memory. A decode-only
-  pass (`image_check`) has nothing to overlap with: one worker per core. ``ADDRESSCLIP_WORKERS`` or an explicit
-  ``num_workers`` overrides. Each DataLoader serves one pass, so its workers are not kept (``persistent_workers``
+  keeps, to pin batches and launch the GPU's work), batches in pinned memory. A decode-only pass (`image_check`)
+  has nothing to overlap with: one worker per core. "Cores" are the process's own (`process_cores`): one in a
+  sweep's job, the node's divided among torchrun's local ranks; never more workers than batches.
+  ``ADDRESSCLIP_WORKERS`` or an explicit ``num_workers`` overrides. Each DataLoader serves one pass, so its workers are not kept (``persistent_workers``
   would only hold processes between passes), and prefetching stays at torch's 2 batches a worker.
   Without augmentation the worker count never changes a number; with ``augment=True`` each worker draws its own
-  random crops, so the count is part of what made a run's numbers (recorded in its params).
+  random crops, so the count is part of what made a run's numbers (recorded in its params), and a run resumed
+  with another count goes on with other crops.
 """
 from __future__ import annotations
 
@@ -68,22 +70,37 @@ def _is_cuda(device) -> bool:
     return str(device).startswith("cuda")
 
 
-def loader_workers(device, decode_only: bool = False) -> int:
-    """DataLoader worker processes that decode images for a model on `device` (see the module's docstring): on a
-    CPU none; on CUDA one per core but one; for a decode-only pass one per core. ``ADDRESSCLIP_WORKERS``
-    overrides."""
+_share: int | None = None  # cores this process was given by a sweep (`single_threaded`, `intra_op_threads`)
+
+
+def process_cores() -> int:
+    """The cores this process may use for itself: 1 in a sweep's job (its other processes hold the rest), the
+    node's cores shared among torchrun's local ranks (``LOCAL_WORLD_SIZE``), otherwise `cores`."""
+    if _share is not None:
+        return _share
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, cores() // max(1, local))
+
+
+def loader_workers(device, decode_only: bool = False, batches: int | None = None) -> int:
+    """DataLoader worker processes that decode images for a model on `device` (see the module's docstring), from
+    the process's own cores (`process_cores`): on a CPU none; on CUDA all but one; for a decode-only pass all of
+    them (none when that is one). Never more than the `batches` to read. ``ADDRESSCLIP_WORKERS`` overrides."""
     wanted = _env_count(WORKERS_ENV, 0)
-    if wanted is not None:
-        return wanted
-    if decode_only:
-        return cores()
-    return max(1, cores() - 1) if _is_cuda(device) else 0
+    if wanted is None:
+        own = process_cores()
+        if decode_only:
+            wanted = own if own > 1 else 0
+        else:
+            wanted = own - 1 if _is_cuda(device) else 0
+    return wanted if batches is None else min(wanted, batches)
 
 
-def loader_options(device, num_workers: int | None = None, decode_only: bool = False) -> dict:
+def loader_options(device, num_workers: int | None = None, decode_only: bool = False,
+                   batches: int | None = None) -> dict:
     """DataLoader keyword arguments for reading images to a model on `device`: ``num_workers`` (None:
     `loader_workers`) and ``pin_memory`` (on CUDA, so that a batch copies to the GPU asynchronously)."""
-    workers = loader_workers(device, decode_only) if num_workers is None else num_workers
+    workers = loader_workers(device, decode_only, batches) if num_workers is None else num_workers
     return {"num_workers": workers, "pin_memory": _is_cuda(device)}
 
 
@@ -94,8 +111,10 @@ def single_threaded() -> None:
     import threadpoolctl
     import torch
 
+    global _share
     torch.set_num_threads(1)
     threadpoolctl.threadpool_limits(1)
+    _share = 1  # nor DataLoader workers from cores the sweep's other processes use
 
 
 @contextlib.contextmanager
@@ -105,10 +124,13 @@ def intra_op_threads(n: int):
     import threadpoolctl
     import torch
 
-    before = torch.get_num_threads()
+    global _share
+    before, share_before = torch.get_num_threads(), _share
     torch.set_num_threads(n)
+    _share = n
     try:
         with threadpoolctl.threadpool_limits(n):
             yield
     finally:
         torch.set_num_threads(before)
+        _share = share_before

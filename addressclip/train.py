@@ -245,7 +245,8 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     optimizer = make_optimizer(model, cfg)
     trainable = [p for p in model.clip.parameters() if p.requires_grad]
     amp = cfg.amp and device.startswith("cuda")
-    loader_options = threads.loader_options(device, cfg.num_workers)  # workers, pinned memory on CUDA
+    # workers, pinned memory on CUDA
+    loader_options = threads.loader_options(device, cfg.num_workers, batches=len(table.paths) // cfg.batch_size)
 
     start_epoch, records = 0, []
     state = run.load_last(map_location=device, move_aside=info.is_main) if cfg.resume else None
@@ -264,7 +265,9 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
             "world_size": info.world_size, "dataset_card": {k: ds.card.get(k) for k in ("name", "images", "addresses", "synthetic")},
             "parameters": count_parameters(model), "steps_per_epoch": steps_per_epoch,
             "skipped_images": {name: len(b) for name, b in bad.items()},
-            "loader_workers": loader_options["num_workers"],  # with augment=True, part of what made the numbers
+            # reading images when the frozen layers are not cached (always with augment=True, where it is part of
+            # what made the numbers; the cache's loader yields row indices in the process)
+            "loader_workers": loader_options["num_workers"],
         })
 
     sampler = DistributedSampler(range(len(table.paths)), num_replicas=info.world_size, rank=info.rank,

@@ -69,7 +69,7 @@ print("figures ->", figures)
 # `evaluate()` gives the metrics; the `AddressLocator` (the API behind `addressclip predict`) must rank the same way. The image embeddings are computed once here and reused below.
 
 # %%
-result = evaluate(locator.model, ds, split, k=k, num_workers=0)
+result = evaluate(locator.model, ds, split, k=k)
 pred = result.predictions
 pred["outcome"] = vis.outcome(pred)
 paths = [str(ds.root / p) for p in pred["image"]]

@@ -82,6 +82,13 @@ def test_loader_workers_chosen_in_threads(monkeypatch):
     assert threads.loader_workers("cpu", decode_only=True) == 4
     assert threads.loader_options("cpu") == {"num_workers": 0, "pin_memory": False}
     assert threads.loader_options("cuda", num_workers=2) == {"num_workers": 2, "pin_memory": True}
+    assert threads.loader_workers("cuda", batches=2) == 2  # never more workers than batches
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun, two ranks on this node: two cores each
+    assert threads.loader_workers("cuda") == 1 and threads.loader_workers("cpu", decode_only=True) == 2
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    with threads.intra_op_threads(1):  # a sweep's job: one core of its own, so no worker processes
+        assert threads.loader_workers("cuda") == threads.loader_workers("cpu", decode_only=True) == 0
+    assert threads.loader_workers("cuda") == 3  # restored after the block
     monkeypatch.setenv(threads.WORKERS_ENV, "2")
     assert threads.loader_workers("cpu") == threads.loader_workers("cuda") == 2
     for bad in ("-1", "two"):
@@ -97,3 +104,25 @@ def test_train_config_num_workers_defaults_to_threads():
     assert TrainConfig().num_workers is None
     with pytest.raises(UserError, match="num_workers must be >= 0"):
         TrainConfig(num_workers=-1)
+
+
+def test_bad_workers_setting_refused_when_the_config_is_made(monkeypatch):
+    from addressclip.config import TrainConfig
+    from addressclip.errors import UserError
+
+    monkeypatch.setenv("ADDRESSCLIP_WORKERS", "many")
+    with pytest.raises(UserError, match="ADDRESSCLIP_WORKERS must be a whole number >= 0, got 'many'"):
+        TrainConfig()
+    assert TrainConfig(num_workers=0).num_workers == 0  # an explicit count does not read it
+
+
+def test_image_check_rows_pickle_for_spawned_workers(tmp_path):
+    """Workers started by spawn (macOS, or inside a sweep's process) receive the dataset pickled."""
+    import pickle
+
+    from addressclip import image_check
+    from addressclip.data import ImageRows
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    rows = pickle.loads(pickle.dumps(ImageRows(tmp_path, ["a.jpg"], image_check._nothing, None, report_errors=True)))
+    assert rows[0][0].numel() == 0
