@@ -124,8 +124,9 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                     planned.append((experiment, variant, seed, exc))
     to_train = {}  # run name -> (what it is, config): a run shared by two experiments trains once
     for experiment, variant, seed, cfg in planned:
-        if isinstance(cfg, TrainConfig) and not Run.of(cfg).finished:
-            to_train.setdefault(Run.of(cfg).name, (f"{experiment} / {variant.label} / seed {seed}", cfg))
+        run = Run.of(cfg) if isinstance(cfg, TrainConfig) else None
+        if run is not None and not run.finished:
+            to_train.setdefault(run.name, (f"{experiment} / {variant.label} / seed {seed}", cfg))
     sweep.run_all(_train_job, list(to_train.values()), done=lambda job, result: log(f"{job[0]}: {result}"))
     rows = []
     for experiment, variant, seed, cfg in planned:
@@ -273,25 +274,26 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
             + f" ({row['seconds']} s)")
 
     # the slowest first, so that the processes finish together rather than one waiting on a late long job
-    missing = sorted((job for job in planned if not _stored(job[3])), key=lambda job: job[0] not in SLOW_BASELINES)
-    computed = dict(zip([job[3] for job in missing], sweep.run_all(_baseline_job, missing, shared=(bank, model), done=logged)))
+    stored = {job[3]: _stored_row(job[3]) for job in planned}  # each result file read once
+    missing = sorted((job for job in planned if stored[job[3]] is None), key=lambda job: job[0] not in SLOW_BASELINES)
+    stored.update(zip([job[3] for job in missing], sweep.run_all(_baseline_job, missing, shared=(bank, model), done=logged)))
     rows = []
     for name, seed, kwargs, path, once in planned:
-        row = computed[path] if path in computed else cache.load_json_checked(path)
+        row = stored[path]
         rows.append(row)
         if once:
             rows += [{**row, "seed": s, "seconds": 0.0, "reused_from_seed": seeds[0]} for s in seeds[1:]]
     return pd.DataFrame(rows)
 
 
-def _stored(path: Path) -> bool:
+def _stored_row(path: Path) -> dict | None:
+    """A baseline's saved result row, or None where it is missing or damaged (then it runs again)."""
     from . import cache
 
     try:
-        cache.load_json_checked(path)
-        return True
+        return cache.load_json_checked(path)
     except (FileNotFoundError, cache.DamagedFile):
-        return False
+        return None
 
 
 def _baseline_job(job: tuple, bank, model) -> dict:
