@@ -8,7 +8,7 @@ hang. Warnings a job raises in a worker are raised again here, so a notebook sti
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
 from . import threads
@@ -60,7 +60,8 @@ def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callab
         pending = {pool.submit(_call, function, job): i for i, job in enumerate(jobs)}
         try:
             while pending:
-                finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                # each job as it finishes (FIRST_EXCEPTION would hold every result, and `done`, until the last)
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     i = pending.pop(future)
                     keep(i, future.result())  # raises the job's exception

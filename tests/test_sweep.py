@@ -1,6 +1,7 @@
 """Sweeps run jobs side by side in single-threaded worker processes, in job order, with the jobs' warnings and
 errors brought back."""
 import os
+import time
 import warnings
 
 import pytest
@@ -26,6 +27,18 @@ def test_side_by_side_in_job_order_single_threaded_with_warnings():
     assert [r["job"] for r in results] == [10, 11, 12, 13]
     assert {r["threads"] for r in results} == {1} and os.getpid() not in {r["pid"] for r in results}
     assert sorted(done) == [0, 1, 2, 3]
+
+
+def finish_after(seconds):
+    time.sleep(seconds)
+    return time.monotonic()
+
+
+def test_each_job_is_reported_when_it_finishes_not_when_the_sweep_does():
+    reported = {}
+    finished = sweep.run_all(finish_after, [4.0, 0.0], processes=2,
+                             done=lambda job, result: reported.setdefault(job, time.monotonic()))
+    assert reported[0.0] < finished[0]  # the quick job was logged while the slow one still ran
 
 
 def test_one_process_runs_here_with_one_thread_and_restores_threads():
