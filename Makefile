@@ -22,9 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Unit tests, then every notebook with its default (smoke) parameters under nbval.
+# Unit tests, then every notebook with its default (smoke) parameters under nbval; the 25 slowest tests at the end.
 test: env
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=25
 
 demo: env
 	mkdir -p $(EXECUTED) $(REPORTS)

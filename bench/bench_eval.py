@@ -1,13 +1,18 @@
 """Evaluation images/s (files decoded, encoded, ranked against every candidate address, scored) against the bare
 image-encoder forward on the same images already in memory (the floor), paired in each of `--runs` runs.
 
-    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --dataset helsinki-synth [--profile]
+    flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --dataset helsinki-synth [--profile] [--decode-thread]
     flock /tmp/cpu.lock env PYTHONPATH=. .venv/bin/python bench/bench_eval.py --photos generate   # 480x640 JPEGs
 
 Each run times the bare encoder, then `evaluate` (the gallery of candidate addresses, the images through the
 DataLoader, top-k, metrics); the ratio is reported as the median of the runs with its range, and the parts of
 one evaluation are timed apart, to show what limits it. Workers and intra-op threads default to the choice in
 `addressclip.threads` (``--num-workers``, ``--threads`` to compare others).
+
+The model is the offline default with every layer trainable unless told otherwise: ``--train-image`` and
+``--train-text`` as a run's spec (a frozen text trunk, as in the demo profile's ``proj``, caches each address's
+trunk output, so the gallery costs only the projection once warm), ``--backbone`` and ``--image-size`` for the
+paper's ViT-B/16 (random weights: the same arithmetic as OpenAI's), ``--limit`` to time the first N images only.
 
 ``--photos DIR`` (a folder of JPEGs, or ``generate``: 256 camera-like 480x640 JPEGs as in bench_pipeline.py)
 times the image part alone (`inference.encode_images`, what evaluation and prediction run) against the bare
@@ -16,6 +21,7 @@ encoder on the same images: photos cost far more to decode than the embedded dat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -23,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from addressclip import threads
@@ -85,15 +92,25 @@ def main():
     ap.add_argument("--num-workers", type=int, default=None, help="default: threads.loader_workers")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads; default: torch's (the cores)")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--limit", type=int, default=None, help="time the split's first N images only")
+    ap.add_argument("--backbone", default=None, help="default: the offline default (e.g. ViT-B-16-quickgelu)")
+    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--train-image", default="all", help="the model spec's train_image (all | none | proj | last:N)")
+    ap.add_argument("--train-text", default="all", help="the model spec's train_text (proj: the trunk is cached)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--profile", action="store_true", help="also profile one evaluation: the calls that take its time")
+    ap.add_argument("--decode-thread", action="store_true",
+                    help="also time the image part decoding in line against a thread that prefetches the next batch")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model = create_model().eval()
+    spec = {"train_image": args.train_image, "train_text": args.train_text, "image_size": args.image_size,
+            **({"backbone": args.backbone} if args.backbone else {})}
+    model = create_model(**spec).eval()
     workers = threads.loader_workers(model.device) if args.num_workers is None else args.num_workers
     setting = {"threads": torch.get_num_threads(), "num_workers": workers, "cores": threads.cores(),
-               "batch_size": args.batch_size, "image_size": model.image_size, "backbone": model.spec.backbone}
+               "batch_size": args.batch_size, "image_size": model.image_size, "backbone": model.spec.backbone,
+               "train_image": args.train_image, "train_text": args.train_text}
     if args.photos:
         result = bench_photos(model, args, workers)
     else:
@@ -108,6 +125,9 @@ def bench_dataset(model, args, workers: int) -> dict:
     if not Path(args.dataset).exists():
         build_dataset(args.dataset)  # a finished dataset is reused, never rebuilt
     ds = load_dataset(args.dataset)
+    if args.limit:  # the split's first N images: a dataset of those rows, every candidate address kept
+        rest = ds.samples[ds.samples["split"] != args.split]
+        ds = dataclasses.replace(ds, samples=pd.concat([ds.split(args.split).head(args.limit), rest]), _address_ids=None)
     frame = ds.split(args.split)
     rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
     images = torch.stack([rows[i][0] for i in range(len(rows))])
@@ -129,6 +149,7 @@ def bench_dataset(model, args, workers: int) -> dict:
         profiler = cProfile.Profile()
         profiler.runcall(evaluate, model, ds, args.split, batch_size=args.batch_size, num_workers=workers)
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(12)
+    threaded = decode_thread_ratios(model, rows, images, args) if args.decode_thread else None
     ratio = summary([f / b for f, b in zip(full, bare)])
     print(f"{ds.name} {args.split}: {len(images)} images, {result.metrics['candidates']} candidate addresses, "
           f"image size {model.image_size}")
@@ -139,7 +160,44 @@ def bench_dataset(model, args, workers: int) -> dict:
     return {"dataset": ds.name, "split": args.split, "images": len(images),
             "candidates": result.metrics["candidates"], "bare_per_s": round(statistics.median(bare), 1),
             "evaluate_per_s": round(statistics.median(full), 1), "ratio": ratio,
-            "parts_seconds": {k: round(v, 3) for k, v in split_parts.items()}}
+            "parts_seconds": {k: round(v, 3) for k, v in split_parts.items()}, "decode_thread": threaded}
+
+
+def decode_thread_ratios(model, rows, images: torch.Tensor, args) -> dict:
+    """The image part (decode, batch, encode) against the bare encoder, decoding in line between the encoder's
+    batches (what `encode_images` does on a CPU) and in a thread that decodes the next batch meanwhile."""
+    import queue
+    import threading
+
+    from torch.utils.data import DataLoader
+
+    def batches(threaded: bool):
+        loader = DataLoader(rows, batch_size=args.batch_size, collate_fn=collate_readable, num_workers=0)
+        if not threaded:
+            yield from loader
+            return
+        ready, end = queue.Queue(2), object()
+        threading.Thread(target=lambda: [ready.put(b) for b in loader] + [ready.put(end)], daemon=True).start()
+        while (batch := ready.get()) is not end:
+            yield batch
+
+    def seconds(threaded: bool) -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for batch, _, _ in batches(threaded):
+                model.encode_image(batch)
+        return time.perf_counter() - start
+
+    seconds(True)  # warm-up
+    ratios = {"in line": [], "thread": []}
+    for _ in range(args.runs):
+        for name, threaded in (("in line", False), ("thread", True)):
+            rate = bare_rate(model, images, args.batch_size)
+            ratios[name].append(len(images) / seconds(threaded) / rate)
+    out = {name: summary(r) for name, r in ratios.items()}
+    print("image part / bare encoder: " + ", ".join(f"{name} {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f})"
+                                                     for name, v in out.items()))
+    return out
 
 
 def bench_photos(model, args, workers: int) -> dict:
