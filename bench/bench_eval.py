@@ -93,7 +93,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads; default: torch's (the cores)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--limit", type=int, default=None, help="time the split's first N images only")
-    ap.add_argument("--backbone", default=None, help="default: the offline default (e.g. ViT-B-16-quickgelu)")
+    ap.add_argument("--backbone", default=None, help="default: the offline default; e.g. ViT-B-16-quickgelu")
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--train-image", default="all", help="the model spec's train_image (all | none | proj | last:N)")
     ap.add_argument("--train-text", default="all", help="the model spec's train_text (proj: the trunk is cached)")
@@ -110,7 +110,7 @@ def main():
     workers = threads.loader_workers(model.device) if args.num_workers is None else args.num_workers
     setting = {"threads": torch.get_num_threads(), "num_workers": workers, "cores": threads.cores(),
                "batch_size": args.batch_size, "image_size": model.image_size, "backbone": model.spec.backbone,
-               "train_image": args.train_image, "train_text": args.train_text}
+               "train_image": args.train_image, "train_text": args.train_text, "limit": args.limit}
     if args.photos:
         result = bench_photos(model, args, workers)
     else:
@@ -125,9 +125,15 @@ def bench_dataset(model, args, workers: int) -> dict:
     if not Path(args.dataset).exists():
         build_dataset(args.dataset)  # a finished dataset is reused, never rebuilt
     ds = load_dataset(args.dataset)
-    if args.limit:  # the split's first N images: a dataset of those rows, every candidate address kept
+    if args.limit is not None:  # the split's first N images, the other splits as they are
+        if args.limit < 1:
+            raise SystemExit(f"--limit must be at least 1, got {args.limit}")
         rest = ds.samples[ds.samples["split"] != args.split]
-        ds = dataclasses.replace(ds, samples=pd.concat([ds.split(args.split).head(args.limit), rest]), _address_ids=None)
+        candidates = ds.addresses
+        ds = dataclasses.replace(ds, samples=pd.concat([ds.split(args.split).head(args.limit), rest], ignore_index=True),
+                                 _address_ids=None)
+        if ds.addresses != candidates:  # an address only in the images left out would leave the gallery
+            raise SystemExit(f"--limit {args.limit} changes {ds.name}'s candidate addresses; give a larger limit")
     frame = ds.split(args.split)
     rows = ImageRows(ds.root, frame["image"].tolist(), model.preprocess_val, model.image_size)
     images = torch.stack([rows[i][0] for i in range(len(rows))])
@@ -172,13 +178,25 @@ def decode_thread_ratios(model, rows, images: torch.Tensor, args) -> dict:
     from torch.utils.data import DataLoader
 
     def batches(threaded: bool):
-        loader = DataLoader(rows, batch_size=args.batch_size, collate_fn=collate_readable, num_workers=0)
+        loader = DataLoader(rows, batch_size=args.batch_size, collate_fn=collate_readable, num_workers=0)  # CPU's choice
         if not threaded:
             yield from loader
             return
         ready, end = queue.Queue(2), object()
-        threading.Thread(target=lambda: [ready.put(b) for b in loader] + [ready.put(end)], daemon=True).start()
+
+        def produce():
+            try:
+                for batch in loader:
+                    ready.put(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                ready.put(exc)
+            finally:
+                ready.put(end)
+
+        threading.Thread(target=produce, daemon=True).start()
         while (batch := ready.get()) is not end:
+            if isinstance(batch, BaseException):
+                raise batch
             yield batch
 
     def seconds(threaded: bool) -> float:

@@ -3,6 +3,7 @@ errors brought back."""
 import os
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,16 +30,21 @@ def test_side_by_side_in_job_order_single_threaded_with_warnings():
     assert sorted(done) == [0, 1, 2, 3]
 
 
-def finish_after(seconds):
-    time.sleep(seconds)
-    return time.monotonic()
+def quick_or_wait(job, folder):
+    """"quick" returns at once; "slow" waits until the sweep has reported "quick" (the marker its `done` writes)."""
+    marker = Path(folder) / "quick-reported"
+    deadline = time.monotonic() + 60
+    while job == "slow" and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return job == "quick" or marker.exists()
 
 
-def test_each_job_is_reported_when_it_finishes_not_when_the_sweep_does():
-    reported = {}
-    finished = sweep.run_all(finish_after, [4.0, 0.0], processes=2,
-                             done=lambda job, result: reported.setdefault(job, time.monotonic()))
-    assert reported[0.0] < finished[0]  # the quick job was logged while the slow one still ran
+def test_each_job_is_reported_when_it_finishes_not_when_the_sweep_does(tmp_path):
+    # the slow job can only end well once the quick one has been reported: it could not if `done` waited for the
+    # whole sweep (then it times out and returns False); one worker running both, quick first, also passes
+    results = sweep.run_all(quick_or_wait, ["quick", "slow"], shared=(str(tmp_path),), processes=2,
+                            done=lambda job, _: job == "quick" and (tmp_path / "quick-reported").touch())
+    assert results == [True, True]
 
 
 def test_one_process_runs_here_with_one_thread_and_restores_threads():
