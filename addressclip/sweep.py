@@ -34,8 +34,9 @@ def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callab
             processes: int | None = None) -> list:
     """``[function(job, *shared) for job in jobs]``, computed in `processes` worker processes (default
     `threads.sweep_processes`), each job with one intra-op thread. `done(job, result)` is called as each job
-    finishes (e.g. to log it). The first job to fail stops the sweep: jobs not yet started are cancelled and its
-    exception is raised here; finished jobs have kept what they wrote."""
+    finishes (e.g. to log it). The first job to fail stops the sweep: jobs still waiting are cancelled (a job already
+    handed to a worker process runs to its end first) and its exception is raised here; finished jobs have kept what
+    they wrote."""
     jobs = list(jobs)
     n = processes or threads.sweep_processes(len(jobs))
     results: list = [None] * len(jobs)
