@@ -20,8 +20,9 @@
   keeps, to pin batches and launch the GPU's work), batches in pinned memory. A decode-only pass (`image_check`)
   has nothing to overlap with: one worker per core. "Cores" are the process's own (`process_cores`): one in a
   sweep's job, the node's divided among torchrun's local ranks; never more workers than batches.
-  ``ADDRESSCLIP_WORKERS`` or an explicit ``num_workers`` overrides. Each DataLoader serves one pass, so its workers are not kept (``persistent_workers``
-  would only hold processes between passes), and prefetching stays at torch's 2 batches a worker.
+  ``ADDRESSCLIP_WORKERS`` or an explicit ``num_workers`` overrides. Each DataLoader serves one pass, so its workers
+  are not kept (``persistent_workers`` would only hold processes between passes), and prefetching stays at torch's
+  2 batches a worker.
   Without augmentation the worker count never changes a number; with ``augment=True`` each worker draws its own
   random crops, so the count is part of what made a run's numbers (recorded in its params), and a run resumed
   with another count goes on with other crops.
