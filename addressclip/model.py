@@ -10,11 +10,9 @@ Nothing here downloads: a pretrained *tag* that would fetch weights is refused w
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +69,11 @@ def _register_offline_backbone(name: str) -> None:
     if name in _registered:
         return
     cfg = OFFLINE_BACKBONES[name].read_text().replace("@MINILM@", str(_minilm_path()))
-    folder = Path(tempfile.mkdtemp(prefix="addressclip-cfg-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    (folder / f"{name}.json").write_text(cfg)
-    open_clip.add_model_config(folder / f"{name}.json")
+    # open_clip reads the file into its registry at once, so the folder can go straight away (an atexit cleanup
+    # left one folder per sweep worker behind: multiprocessing children exit without running atexit)
+    with tempfile.TemporaryDirectory(prefix="addressclip-cfg-") as folder:
+        (Path(folder) / f"{name}.json").write_text(cfg)
+        open_clip.add_model_config(Path(folder) / f"{name}.json")
     _registered.add(name)
 
 

@@ -131,3 +131,17 @@ def test_text_cache_from_disk_is_exact(tmp_path):
     with torch.no_grad():
         assert torch.allclose(c.encode_text(texts), direct, atol=1e-6)
     assert not warm_text_cache(create_model(train_text="last:1"), texts, cache_dir=tmp_path)  # trunk trains: no cache
+
+
+def test_offline_backbone_registration_leaves_no_folder(tmp_path, monkeypatch):
+    """Registering the offline backbone's config leaves nothing in the temp folder: every sweep worker registers it,
+    and multiprocessing children exit without running atexit cleanups (105 folders had piled up in /tmp)."""
+    import open_clip
+
+    from addressclip import model as model_module
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(model_module, "_registered", set())
+    model_module._register_offline_backbone("effnet-lite0-minilm")
+    assert list(tmp_path.iterdir()) == []
+    assert open_clip.get_model_config("effnet-lite0-minilm")["embed_dim"] > 0
