@@ -576,8 +576,9 @@ def plot_photo_predictions(predictions: pd.DataFrame, shapes: gpd.GeoSeries, lay
         layers["roads"].plot(ax=ax, color="#969696", linewidth=0.6, zorder=2)
     chosen = shapes[shapes.index.isin(set(placed["address"]))]
     colours = dict(zip(chosen.index, plt.get_cmap("tab10")(np.arange(len(chosen)) % 10)))
-    for address, geom in chosen.items():
-        gpd.GeoSeries([geom], crs=shapes.crs).plot(ax=ax, color=colours[address], linewidth=3.5, alpha=0.8, zorder=3)
+    if len(chosen):  # one call: geopandas redraws the whole figure after each
+        gpd.GeoSeries(chosen.values, crs=shapes.crs).plot(ax=ax, color=[colours[a] for a in chosen.index], linewidth=3.5,
+                                                          alpha=0.8, zorder=3)
     xs, ys = [], []
     for row in lines.itertuples():
         c = colours.get(row.address, "black")

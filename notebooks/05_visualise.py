@@ -52,6 +52,7 @@ from addressclip import notebook
 from addressclip import visualise as vis
 from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
+from addressclip.frozen_layers import image_outputs
 from addressclip.predict import AddressLocator
 from addressclip.runs import Run
 
@@ -69,10 +70,10 @@ print("figures ->", figures)
 # `evaluate()` gives the metrics; the `AddressLocator` (the API behind `addressclip predict`) must rank the same way. The image embeddings are computed once here and reused below.
 
 # %%
-result = evaluate(locator.model, ds, split, k=k)
+paths = [str(ds.root / p) for p in ds.split(split)["image"]]
+result = evaluate(locator.model, ds, split, k=k, frozen=image_outputs(locator.model, paths, locator.model.preprocess_val))  # frozen layers: cached
 pred = result.predictions
 pred["outcome"] = vis.outcome(pred)
-paths = [str(ds.root / p) for p in pred["image"]]
 labels, feats, skipped = locator.embed_images(paths)
 scores, top = locator.rank(feats, k)
 m = result.metrics
