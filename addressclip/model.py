@@ -70,7 +70,7 @@ def _register_offline_backbone(name: str) -> None:
         return
     cfg = OFFLINE_BACKBONES[name].read_text().replace("@MINILM@", str(_minilm_path()))
     # open_clip reads the file into its registry at once, so the folder can go straight away (an atexit cleanup
-    # left one folder per sweep worker behind: multiprocessing children exit without running atexit)
+    # left a folder behind whenever a process was killed: the crash-safety tests, a stopped kernel)
     with tempfile.TemporaryDirectory(prefix="addressclip-cfg-") as folder:
         (Path(folder) / f"{name}.json").write_text(cfg)
         open_clip.add_model_config(Path(folder) / f"{name}.json")

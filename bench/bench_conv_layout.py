@@ -3,6 +3,10 @@ the frozen layers' forward pass (the caching pass of training, and evaluation) a
 trains after them (the ablations' `last:1`), at the backbone's own input size, and how far the outputs differ.
 
     .venv/bin/python bench/bench_conv_layout.py --threads 2
+    .venv/bin/python bench/bench_conv_layout.py --threads 1 --bf16   # also channels-last under bf16 autocast
+
+``--bf16`` adds the same two passes, channels-last, under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (oneDNN's
+bf16 kernels: AMX where the CPU has it), with how far its frozen outputs are from fp32's: what a bf16 demo would gain.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--bf16", action="store_true", help="also time channels-last under bf16 autocast")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     trunk, k = model.clip.visual.trunk, model.frozen_image_blocks()
     images = torch.randn(args.batch_size, 3, model.image_size, model.image_size)
 
-    def frozen(layout):
-        with torch.no_grad():
+    def frozen(layout, bf16=False):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             x = trunk.bn1(trunk.conv_stem(images.contiguous(memory_format=layout)))
             for block in trunk.blocks[:k]:
                 x = block(x)
@@ -50,13 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
 
-    def step(layout):
+    def step(layout, bf16=False):
         for p in trainable:
             p.grad = None
-        x = cached.contiguous(memory_format=layout)
-        for block in trunk.blocks[k:]:
-            x = block(x)
-        model.clip.visual.head(trunk.forward_head(trunk.bn2(trunk.conv_head(x)))).sum().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # the forward pass; backward follows its dtypes
+            x = cached.contiguous(memory_format=layout)
+            for block in trunk.blocks[k:]:
+                x = block(x)
+            out = model.clip.visual.head(trunk.forward_head(trunk.bn2(trunk.conv_head(x))))
+        out.float().sum().backward()
 
     print(f"{args.backbone}, {model.image_size} px, batch {args.batch_size}, {torch.get_num_threads()} intra-op threads "
           f"(median of {args.repeats}):")
@@ -66,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: NCHW {nchw:.1f} ms, channels-last {last:.1f} ms, {nchw / last:.2f}x")
     diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
     print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
+    if args.bf16:
+        for name, fn in (("frozen layers, forward", frozen), ("training step", step)):
+            fp32 = timed(lambda: fn(torch.channels_last), args.repeats)
+            bf16 = timed(lambda: fn(torch.channels_last, bf16=True), args.repeats)
+            print(f"  {name}, channels-last: fp32 {fp32:.1f} ms, bf16 autocast {bf16:.1f} ms, {fp32 / bf16:.2f}x")
+        diff = (frozen(torch.channels_last, bf16=True).float() - cached).abs().max().item()
+        print(f"  largest difference of the bf16 frozen outputs from fp32's: {diff:.2e}")
     return 0
 
 

@@ -134,14 +134,19 @@ def test_text_cache_from_disk_is_exact(tmp_path):
 
 
 def test_offline_backbone_registration_leaves_no_folder(tmp_path, monkeypatch):
-    """Registering the offline backbone's config leaves nothing in the temp folder: every sweep worker registers it,
-    and multiprocessing children exit without running atexit cleanups (105 folders had piled up in /tmp)."""
-    import open_clip
+    """Registering the offline backbone's config leaves nothing in the temp folder (an atexit cleanup left one
+    behind whenever a process was killed: 105 had piled up in /tmp), and open_clip keeps the config, also through
+    a later rescan of its config paths."""
+    from open_clip import factory
 
     from addressclip import model as model_module
 
+    name = "effnet-lite0-minilm"
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     monkeypatch.setattr(model_module, "_registered", set())
-    model_module._register_offline_backbone("effnet-lite0-minilm")
+    monkeypatch.setattr(factory, "_MODEL_CONFIG_PATHS", list(factory._MODEL_CONFIG_PATHS))
+    monkeypatch.delitem(factory._MODEL_CONFIGS, name, raising=False)  # registered afresh by this call, not earlier
+    model_module._register_offline_backbone(name)
     assert list(tmp_path.iterdir()) == []
-    assert open_clip.get_model_config("effnet-lite0-minilm")["embed_dim"] > 0
+    factory._rescan_model_configs()  # what open_clip does when another config is added later
+    assert factory.get_model_config(name)["embed_dim"] > 0

@@ -29,6 +29,22 @@ def test_resume_ends_with_the_same_metrics(tiny_dataset, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
+def test_previous_checkpoint_is_gone_before_the_run_counts_as_finished(tiny_dataset, tmp_path, monkeypatch):
+    """A finished run (metrics.json) is reused as it is, so previous.pt must be gone before `finish` writes
+    metrics.json: a kill between the two (seen once in CI's kill test) kept the 2-epoch run's previous.pt for good."""
+    from addressclip.runs import Run
+
+    seen, finish = [], Run.finish
+
+    def finish_and_look(self, *args, **kwargs):
+        seen.append(self.previous_path.exists())
+        return finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Run, "finish", finish_and_look)
+    folder = train(_cfg(tiny_dataset, tmp_path, epochs=2, run_name="two"))
+    assert seen == [False] and (folder / "metrics.json").exists()
+
+
 def test_run_folder_records_how_it_was_made(tiny_dataset, tmp_path):
     folder = train(_cfg(tiny_dataset, tmp_path, epochs=1, run_name="one"))
     params = json.loads((folder / "params.json").read_text())
