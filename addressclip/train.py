@@ -206,6 +206,8 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
         run.remove()
     run.check_identity(cfg)
     if run.finished and cfg.resume:
+        if info.is_main:
+            run.drop_previous()  # left by a run that finished before previous.pt was dropped first
         return run.folder  # finished: reuse
     progress = progress_enabled(cfg.progress) and info.is_main
 
@@ -380,15 +382,15 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
         run.save_model({"model": model.clip.state_dict(), "spec": model.spec.to_dict(), "config": cfg.identity()})
         metrics = {"run": run.name, "epochs": cfg.epochs, "code_version": runs.code_version()}
         metrics["skipped_train_images"] = sum(train_skipped.values())
-        tables = {}
+        artefacts = {}
         if cfg.final_split:
             result = evaluate(model, ds, cfg.final_split, num_workers=cfg.num_workers, progress=progress,
                               frozen=cached(readable(cfg.final_split)), skip=skip)
             metrics.update(result.metrics)
-            tables = {"per_address": result.per_address, "predictions": result.predictions}
+            artefacts = {"per_address": result.per_address, "predictions": result.predictions}
         # before finishing: a finished run is reused as it is, so a kill between the two would keep previous.pt for good
         run.drop_previous()
-        run.finish(metrics, **tables)
+        run.finish(metrics, **artefacts)
     if info.enabled:
         torch.distributed.barrier()
     return run.folder

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
     print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
     if args.bf16:
-        for name, fn in (("frozen layers, forward", frozen), ("training step", step)):
+        for name, fn in (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step)):
             fp32 = timed(lambda: fn(torch.channels_last), args.repeats)
             bf16 = timed(lambda: fn(torch.channels_last, bf16=True), args.repeats)
             print(f"  {name}, channels-last: fp32 {fp32:.1f} ms, bf16 autocast {bf16:.1f} ms, {fp32 / bf16:.2f}x")

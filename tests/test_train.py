@@ -34,15 +34,23 @@ def test_previous_checkpoint_is_gone_before_the_run_counts_as_finished(tiny_data
     metrics.json: a kill between the two (seen once in CI's kill test) kept the 2-epoch run's previous.pt for good."""
     from addressclip.runs import Run
 
-    seen, finish = [], Run.finish
+    seen, finish, drop = [], Run.finish, Run.drop_previous
 
-    def finish_and_look(self, *args, **kwargs):
-        seen.append(self.previous_path.exists())
-        return finish(self, *args, **kwargs)
+    def look(method, moment):
+        def wrapped(self, *args, **kwargs):
+            seen.append((moment, self.previous_path.exists()))
+            return method(self, *args, **kwargs)
+        return wrapped
 
-    monkeypatch.setattr(Run, "finish", finish_and_look)
+    monkeypatch.setattr(Run, "finish", look(finish, "finish"))
+    monkeypatch.setattr(Run, "drop_previous", look(drop, "drop"))
     folder = train(_cfg(tiny_dataset, tmp_path, epochs=2, run_name="two"))
-    assert seen == [False] and (folder / "metrics.json").exists()
+    assert seen == [("drop", True), ("finish", False)] and (folder / "metrics.json").exists()  # there was one to drop
+    # a run finished by the old order (previous.pt kept): reusing it drops the file
+    checkpoints = folder / "checkpoints"
+    (checkpoints / "previous.pt").write_bytes((checkpoints / "last.pt").read_bytes())
+    assert train(_cfg(tiny_dataset, tmp_path, epochs=2, run_name="two")) == folder
+    assert not (checkpoints / "previous.pt").exists() and (checkpoints / "last.pt").exists()
 
 
 def test_run_folder_records_how_it_was_made(tiny_dataset, tmp_path):
