@@ -67,14 +67,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{args.backbone}, {model.image_size} px, batch {args.batch_size}, {torch.get_num_threads()} intra-op threads "
           f"(median of {args.repeats}):")
-    for name, fn in (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step)):
+    passes = (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step))
+    for name, fn in passes:
         nchw = timed(lambda: fn(torch.contiguous_format), args.repeats)
         last = timed(lambda: fn(torch.channels_last), args.repeats)
         print(f"  {name}: NCHW {nchw:.1f} ms, channels-last {last:.1f} ms, {nchw / last:.2f}x")
     diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
     print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
     if args.bf16:
-        for name, fn in (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step)):
+        for name, fn in passes:
             fp32 = timed(lambda: fn(torch.channels_last), args.repeats)
             bf16 = timed(lambda: fn(torch.channels_last, bf16=True), args.repeats)
             print(f"  {name}, channels-last: fp32 {fp32:.1f} ms, bf16 autocast {bf16:.1f} ms, {fp32 / bf16:.2f}x")

@@ -31,7 +31,7 @@ def test_resume_ends_with_the_same_metrics(tiny_dataset, tmp_path):
 
 def test_previous_checkpoint_is_gone_before_the_run_counts_as_finished(tiny_dataset, tmp_path, monkeypatch):
     """A finished run (metrics.json) is reused as it is, so previous.pt must be gone before `finish` writes
-    metrics.json: a kill between the two (seen once in CI's kill test) kept the 2-epoch run's previous.pt for good."""
+    metrics.json: a kill between the two (seen once in CI's kill test) kept previous.pt for good."""
     from addressclip.runs import Run
 
     seen, finish, drop = [], Run.finish, Run.drop_previous
