@@ -30,10 +30,8 @@ def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path |
     first = model.encode_frozen_image_layers(rows[0][0][None].to(model.device))
     if first.numel() * first.element_size() * len(rows) / 1e9 > max_gb:
         return None
-    trunk = model.clip.visual.trunk
-    frozen = [trunk.conv_stem, trunk.bn1, *trunk.blocks[:blocks]] + ([trunk.conv_head, trunk.bn2] if blocks == len(trunk.blocks) else [])
-    key = cache.digest("frozen image layers", blocks, model.image_size, model.spec.backbone,
-                       [m.state_dict() for m in frozen], [str(p) for p in paths], length=24)
+    key = cache.digest("frozen image layers, batch norms folded", blocks, model.image_size, model.spec.backbone,
+                       [m.state_dict() for m in model.frozen_image_layers()], [str(p) for p in paths], length=24)
 
     def compute():
         was_training = model.training

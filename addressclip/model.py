@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from . import bn_folding  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .freezing import _blocks, apply_trainable, frozen_text_trunk, parse_mode  # noqa: E402
 
@@ -187,6 +188,8 @@ class AddressCLIP(nn.Module):
 
     # --- images ---------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        if self.frozen_image_blocks() is not None:  # the frozen layers run with their batch norms folded
+            return self.encode_image_after_frozen(self.encode_frozen_image_layers(images), normalize)
         feats = self.clip.encode_image(self._conv_layout(images))
         return F.normalize(feats, dim=-1) if normalize else feats
 
@@ -210,15 +213,31 @@ class AddressCLIP(nn.Module):
             return None
         return len(trunk.blocks) if kind in ("proj", "none") or n == 0 else len(trunk.blocks) - n
 
+    def frozen_image_layers(self) -> list[nn.Module]:
+        """The frozen leading layers of the image trunk, in forward order (see `frozen_image_blocks`)."""
+        k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
+        head = [trunk.conv_head, trunk.bn2] if k == len(trunk.blocks) else []
+        return [trunk.conv_stem, trunk.bn1, *trunk.blocks[:k], *head]  # then forward_head (pooling) if every block is
+
+    def _folded_frozen_layers(self) -> nn.Module:
+        """The frozen layers with their batch norms folded (`bn_folding`), built again whenever a frozen weight
+        changes (loaded, moved to another device, edited in place: each tensor's storage and version counter)."""
+        layers = self.frozen_image_layers()
+        state = [t for m in layers for t in m.state_dict(keep_vars=True).values()]
+        key = (self.spec.backbone, len(layers), tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in state))
+        cached = self.__dict__.get("_folded_frozen")  # not a registered sub-module: never saved, never trained
+        if cached is None or cached[0] != key:
+            probe = torch.randn(2, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0))
+            probe = self._conv_layout(probe.to(self.device, state[0].dtype))
+            self.__dict__["_folded_frozen"] = cached = (key, bn_folding.folded_copy(layers, probe))
+        return cached[1]
+
     def encode_frozen_image_layers(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen part of the image tower (see `frozen_image_blocks`); its output is what gets cached."""
-        k, trunk = self.frozen_image_blocks(), self.clip.visual.trunk
         with torch.no_grad():
-            x = trunk.bn1(trunk.conv_stem(self._conv_layout(images)))
-            for block in trunk.blocks[:k]:
-                x = block(x)
-            if k == len(trunk.blocks):
-                x = trunk.forward_head(trunk.bn2(trunk.conv_head(x)))
+            x = self._folded_frozen_layers()(self._conv_layout(images))
+            if self.frozen_image_blocks() == len(self.clip.visual.trunk.blocks):
+                x = self.clip.visual.trunk.forward_head(x)
         return x.contiguous()  # cached and trained on in the standard layout
 
     def encode_image_after_frozen(self, frozen: torch.Tensor, normalize: bool = True) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The convolutional image trunk in the standard (NCHW) layout against channels-last (what `AddressCLIP` uses):
 the frozen layers' forward pass (the caching pass of training, and evaluation) and a training step of what
-trains after them (the ablations' `last:1`), at the backbone's own input size, and how far the outputs differ.
+trains after them (the ablations' `last:1`), at the backbone's own input size, and how far the outputs differ;
+then the frozen layers channels-last with their batch norms folded into the convolutions, as `AddressCLIP` runs them.
 
     .venv/bin/python bench/bench_conv_layout.py --threads 2
     .venv/bin/python bench/bench_conv_layout.py --threads 1 --bf16   # also channels-last under bf16 autocast
@@ -74,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: NCHW {nchw:.1f} ms, channels-last {last:.1f} ms, {nchw / last:.2f}x")
     diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
     print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
+    model.eval()  # what AddressCLIP runs: channels-last with the frozen layers' batch norms folded (bn_folding.py)
+    last = timed(lambda: frozen(torch.channels_last), args.repeats)
+    folded = timed(lambda: model.encode_frozen_image_layers(images), args.repeats)
+    diff = (model.encode_frozen_image_layers(images) - cached).abs().max().item()
+    print(f"  frozen layers, channels-last: batch norms apart {last:.1f} ms, folded {folded:.1f} ms, {last / folded:.2f}x; "
+          f"largest difference of the outputs {diff:.2e}")
+    model.train()
     if args.bf16:
         for name, fn in passes:
             fp32 = timed(lambda: fn(torch.channels_last), args.repeats)

@@ -1,5 +1,7 @@
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 from PIL import Image
 
 from addressclip.freezing import trainable_names
@@ -106,13 +108,69 @@ def test_open_clip_backbone_from_local_file(tmp_path):
 
 @pytest.mark.parametrize("mode", ["last:2", "proj"])
 def test_cached_frozen_image_layers_are_exact(mode):
+    """Encoding an image and encoding its cached frozen-layer output give the same features, and both equal
+    open_clip's own tower (batch norms unfolded) to float rounding."""
     m = create_model(train_image=mode).eval()
     x = torch.rand(3, 3, 128, 128)
     with torch.no_grad():
         direct = m.encode_image(x)
         via_prefix = m.encode_image_after_frozen(m.encode_frozen_image_layers(x))
-    assert torch.allclose(direct, via_prefix, atol=1e-5)
+        open_clips = F.normalize(m.clip.encode_image(x), dim=-1)
+    assert torch.equal(direct, via_prefix)
+    assert torch.allclose(direct, open_clips, atol=1e-5)
     assert create_model(train_image="all").frozen_image_blocks() is None
+
+
+def test_frozen_layers_run_with_every_batch_norm_folded():
+    m = create_model(train_image="last:1").eval()
+    folded = m._folded_frozen_layers()
+    norms = [mod for mod in nn.Sequential(*m.frozen_image_layers()).modules() if isinstance(mod, nn.BatchNorm2d)]
+    assert len(norms) > 20  # EfficientNet-Lite0's stem and blocks
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in folded.modules())
+
+
+def test_folded_frozen_layers_follow_the_weights():
+    """Loading other weights, or editing one in place, rebuilds the folded copy: never a stale one."""
+    m = create_model(train_image="last:1").eval()
+    x = torch.rand(2, 3, 128, 128)
+
+    def unfolded():
+        with torch.no_grad():
+            return nn.Sequential(*m.frozen_image_layers())(x)
+
+    before = m.encode_frozen_image_layers(x)
+    with torch.no_grad():
+        m.clip.visual.trunk.conv_stem.weight.mul_(1.5)
+    edited = m.encode_frozen_image_layers(x)
+    assert not torch.allclose(edited, before) and torch.allclose(edited, unfolded(), rtol=1e-4, atol=1e-4)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    state["clip.visual.trunk.bn1.running_var"] *= 4
+    m.load_state_dict(state)
+    loaded = m.encode_frozen_image_layers(x)
+    assert not torch.allclose(loaded, edited) and torch.allclose(loaded, unfolded(), rtol=1e-4, atol=1e-4)
+
+
+def test_batch_norm_folding_refuses_a_layer_order_it_cannot_see():
+    """A block that registers its convolution before its batch norm but applies them the other way round: the
+    probe catches it and the layers run unfolded (with a warning), never wrongly folded."""
+    from addressclip.bn_folding import folded_copy
+
+    class NormFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+            self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.5, 2)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    block = NormFirst().eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="unfolded"):
+        copy_ = folded_copy([block], x)
+    assert any(isinstance(mod, nn.BatchNorm2d) for mod in copy_.modules())
+    with torch.no_grad():
+        assert torch.equal(copy_(x), block(x))
 
 
 def test_text_cache_from_disk_is_exact(tmp_path):
