@@ -41,17 +41,28 @@ def _fold(module: nn.Module) -> int:
     return count
 
 
-def folded_copy(layers: list[nn.Module], probe: torch.Tensor) -> nn.Sequential:
-    """An eval-mode copy of `layers` (applied in order) with batch norms folded, checked on `probe` against the
-    layers as they are: where the outputs differ by more than rounding (a block whose registration order is not
-    its forward order), the unfolded copy is returned with a warning."""
+def _same_outputs(plain: nn.Module, folded: nn.Module, image_size: int) -> bool:
+    """The fold checked on a random image in float64 on the CPU, autocast off: it tests the layers' order, not a
+    device's rounding (bf16 autocast or TF32 convolutions would reject a right fold)."""
+    probe = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        want = copy.deepcopy(plain).to("cpu", torch.float64)(probe)
+        got = copy.deepcopy(folded).to("cpu", torch.float64)(probe)
+    return torch.allclose(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-9)
+
+
+def folded_copy(layers: list[nn.Module], image_size: int) -> nn.Sequential:
+    """An eval-mode copy of `layers` (applied in order) with batch norms folded, checked against the layers as
+    they are (`_same_outputs`): where the fold changes the outputs beyond rounding (a block whose registration
+    order is not its forward order), the unfolded copy is returned with a warning."""
     plain = copy.deepcopy(nn.Sequential(*layers)).eval().requires_grad_(False)
+    for m in plain.modules():  # hooks on the originals (a saliency map's, say) are not the copy's
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks):
+            hooks.clear()
     folded = copy.deepcopy(plain)
     if _fold(folded) == 0:
         return plain
-    with torch.no_grad():
-        want, got = plain(probe), folded(probe)
-    if not torch.allclose(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max()) + 1e-6):
+    if not _same_outputs(plain, folded, image_size):
         warnings.warn("folding the frozen layers' batch norms changed their outputs beyond rounding; they run unfolded",
                       RuntimeWarning, stacklevel=2)
         return plain

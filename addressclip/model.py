@@ -188,7 +188,8 @@ class AddressCLIP(nn.Module):
 
     # --- images ---------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        if self.frozen_image_blocks() is not None:  # the frozen layers run with their batch norms folded
+        # the frozen layers run with their batch norms folded, unless a gradient must reach the images (saliency maps)
+        if self.frozen_image_blocks() is not None and not (torch.is_grad_enabled() and images.requires_grad):
             return self.encode_image_after_frozen(self.encode_frozen_image_layers(images), normalize)
         feats = self.clip.encode_image(self._conv_layout(images))
         return F.normalize(feats, dim=-1) if normalize else feats
@@ -221,15 +222,18 @@ class AddressCLIP(nn.Module):
 
     def _folded_frozen_layers(self) -> nn.Module:
         """The frozen layers with their batch norms folded (`bn_folding`), built again whenever a frozen weight
-        changes (loaded, moved to another device, edited in place: each tensor's storage and version counter)."""
-        layers = self.frozen_image_layers()
-        state = [t for m in layers for t in m.state_dict(keep_vars=True).values()]
-        key = (self.spec.backbone, len(layers), tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in state))
+        changes: loaded, moved to another device or dtype, or edited in place by a tracked operation (each tensor's
+        storage and version counter; an edit through ``.data`` is not tracked)."""
+        layers, k = self.frozen_image_layers(), self.frozen_image_blocks()
+        slots = self.__dict__.get("_frozen_slots")  # where each frozen tensor lives: walking the modules costs 0.7 ms
+        if slots is None or slots[0] != k:
+            tables = [t for layer in layers for m in layer.modules() for t in (m._parameters, m._buffers)]
+            slots = self.__dict__["_frozen_slots"] = (k, [(table, name) for table in tables for name in table])
+        state = [table[name] for table, name in slots[1] if table[name] is not None]
+        key = (k, tuple((t.data_ptr(), None if t.is_inference() else t._version, t.device, t.dtype) for t in state))
         cached = self.__dict__.get("_folded_frozen")  # not a registered sub-module: never saved, never trained
         if cached is None or cached[0] != key:
-            probe = torch.randn(2, 3, self.image_size, self.image_size, generator=torch.Generator().manual_seed(0))
-            probe = self._conv_layout(probe.to(self.device, state[0].dtype))
-            self.__dict__["_folded_frozen"] = cached = (key, bn_folding.folded_copy(layers, probe))
+            self.__dict__["_folded_frozen"] = cached = (key, bn_folding.folded_copy(layers, self.image_size))
         return cached[1]
 
     def encode_frozen_image_layers(self, images: torch.Tensor) -> torch.Tensor:

@@ -116,9 +116,21 @@ def test_cached_frozen_image_layers_are_exact(mode):
         direct = m.encode_image(x)
         via_prefix = m.encode_image_after_frozen(m.encode_frozen_image_layers(x))
         open_clips = F.normalize(m.clip.encode_image(x), dim=-1)
-    assert torch.equal(direct, via_prefix)
+    assert torch.equal(direct, via_prefix)  # one path: encode_image runs the frozen layers as the cache does
     assert torch.allclose(direct, open_clips, atol=1e-5)
     assert create_model(train_image="all").frozen_image_blocks() is None
+
+
+def test_a_gradient_reaches_the_images_through_frozen_layers():
+    """Features are computed with folded batch norms under no_grad; when a gradient must reach the images (saliency
+    maps) the tower runs unfolded, with the same features to rounding."""
+    m = create_model(train_image="proj").eval()
+    x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    with torch.no_grad():
+        folded = m.encode_image(x)
+    feats = m.encode_image(x)
+    feats.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0 and torch.allclose(feats, folded, atol=1e-5)
 
 
 def test_frozen_layers_run_with_every_batch_norm_folded():
@@ -150,6 +162,24 @@ def test_folded_frozen_layers_follow_the_weights():
     assert not torch.allclose(loaded, edited) and torch.allclose(loaded, unfolded(), rtol=1e-4, atol=1e-4)
 
 
+def test_batch_norm_folding_holds_under_autocast_and_inference_mode():
+    """The fold's check runs in float64 on the CPU, so bf16 autocast does not turn folding off; weights moved
+    inside inference mode (tensors without version counters) still key the folded copy."""
+    import warnings
+
+    m = create_model(train_image="last:1").eval()
+    x = torch.rand(2, 3, 128, 128)
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("error")
+        m.encode_frozen_image_layers(x)
+    assert not any(isinstance(mod, nn.BatchNorm2d) for mod in m._folded_frozen_layers().modules())
+    with torch.inference_mode():
+        m.to(torch.float64)
+        direct = m.encode_image(x.double())
+        open_clips = F.normalize(m.clip.encode_image(x.double()), dim=-1)
+    assert direct.dtype == torch.float64 and torch.allclose(direct, open_clips, atol=1e-9)
+
+
 def test_batch_norm_folding_refuses_a_layer_order_it_cannot_see():
     """A block that registers its convolution before its batch norm but applies them the other way round: the
     probe catches it and the layers run unfolded (with a warning), never wrongly folded."""
@@ -167,7 +197,7 @@ def test_batch_norm_folding_refuses_a_layer_order_it_cannot_see():
     block = NormFirst().eval()
     x = torch.randn(2, 3, 8, 8)
     with pytest.warns(RuntimeWarning, match="unfolded"):
-        copy_ = folded_copy([block], x)
+        copy_ = folded_copy([block], image_size=8)
     assert any(isinstance(mod, nn.BatchNorm2d) for mod in copy_.modules())
     with torch.no_grad():
         assert torch.equal(copy_(x), block(x))

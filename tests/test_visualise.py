@@ -191,6 +191,22 @@ def test_saliency_cnn_tower(default_model, ds, pred, tmp_path):
     assert len(overlays) == 2 and "CNN" in fig._suptitle.get_text() and (tmp_path / "saliency.png").exists()
 
 
+def test_saliency_with_the_image_trunk_frozen(ds, pred):
+    """With every image block frozen, features come from the folded frozen layers under no_grad; a saliency map
+    needs the gradient at the last block, so it takes the unfolded tower: the map of a model training it all."""
+    from addressclip.model import create_model
+
+    torch.manual_seed(0)
+    frozen = create_model(train_image="proj", train_text="proj")
+    torch.manual_seed(0)
+    trained = create_model(train_image="all", train_text="proj")
+    with torch.no_grad():
+        frozen.encode_image(torch.zeros(1, 3, frozen.image_size, frozen.image_size))  # the folded copy exists
+    image, address = ds.root / pred["image"][0], pred["address"][0]
+    cam, _ = vis.saliency_map(frozen, image, address)  # (an untrained head may show no positive evidence: all 0)
+    assert cam.shape == (frozen.image_size,) * 2 and np.allclose(cam, vis.saliency_map(trained, image, address)[0], atol=1e-5)
+
+
 def test_saliency_vit_tower(tmp_path):
     import open_clip
 
