@@ -18,7 +18,7 @@ env: $(VENV)/.installed
 # torch with pip, which takes it from this machine's disk (uv would download a 3 GB CUDA build); the rest with uv,
 # which downloads and installs in parallel: 25-29 s against pip's 83 s on this 2-core machine. --compile-bytecode:
 # this machine sets PYTHONDONTWRITEBYTECODE, so modules not compiled at install are compiled at every import.
-# uv reads PyPI directly, not pip's configuration: behind a mirror, set UV_INDEX_URL (or UV_DEFAULT_INDEX).
+# uv reads PyPI directly, not pip's configuration: behind a mirror, set UV_DEFAULT_INDEX.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
