@@ -27,11 +27,18 @@ def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path |
     if blocks is None or not paths:
         return None
     rows = ImageRows(None, paths, transform, model.image_size)
-    first = model.encode_frozen_image_layers(rows[0][0][None].to(model.device))
-    if first.numel() * first.element_size() * len(rows) / 1e9 > max_gb:
-        return None
     key = cache.digest("frozen image layers, batch norms folded", blocks, model.image_size, model.spec.backbone,
                        [m.state_dict() for m in model.frozen_image_layers()], [str(p) for p in paths], length=24)
+    path = Path(cache_dir or features_root()) / f"image-{key}.pt"
+    # their size in memory: the cached file's, else one image's output times N (a cached file needs no image
+    # through the layers, nor their folded copy built: most runs of a sweep only read the cache)
+    if path.exists():
+        nbytes = path.stat().st_size
+    else:
+        first = model.encode_frozen_image_layers(rows[0][0][None].to(model.device))
+        nbytes = first.numel() * first.element_size() * len(rows)
+    if nbytes / 1e9 > max_gb:
+        return None
 
     def compute():
         was_training = model.training
@@ -43,7 +50,7 @@ def image_outputs(model, paths: list[str], transform, *, cache_dir: str | Path |
         model.train(was_training)
         return {"outputs": torch.cat(parts)}
 
-    payload, _ = cache.load_or_compute(Path(cache_dir or features_root()) / f"image-{key}.pt", compute)
+    payload, _ = cache.load_or_compute(path, compute)
     return payload["outputs"]
 
 
