@@ -1,0 +1,20 @@
+"""bench/bench_conv_layout.py runs end to end at tiny scale and prints each figure it promises: both layouts, the
+folded frozen layers (what AddressCLIP runs) and bf16 autocast, each with how far the outputs move."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_conv_layout_prints_every_comparison():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_conv_layout.py"), "--threads", "1",
+                           "--batch-size", "2", "--repeats", "1", "--bf16"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "frozen layers, forward: NCHW" in out and "training step of the last 1 block(s) + head: NCHW" in out
+    folded = re.search(r"batch norms apart [\d.]+ ms, folded [\d.]+ ms, [\d.]+x; largest difference of the outputs (\S+)", out)
+    assert folded and float(folded.group(1)) < 1e-3  # folding moves the frozen outputs by rounding only
+    assert out.count("bf16 autocast") == 2 and "largest difference of the bf16 frozen outputs" in out
