@@ -158,3 +158,24 @@ def test_seed_free_baselines_run_once(tmp_path):
         assert {m: first[m] for m in ablations.METRICS} == {m: second[m] for m in ablations.METRICS}, name
     assert seed_free("tip-adapter") and not seed_free("tip-adapter", {"shots": 4})
     assert not seed_free("coop") and not seed_free("tip-adapter-f")
+
+
+def test_baselines_start_slowest_first_and_come_back_in_the_profiles_order(tmp_path, monkeypatch):
+    """The sweep gets the slow methods first, CoOp before tip-adapter-f (a late CoOp seed left one core working
+    alone for minutes), yet the table keeps the order the baselines were asked for."""
+    from test_adapters import cluster_bank
+
+    from addressclip import sweep
+
+    submitted = []
+
+    def fake_run_all(function, jobs, shared=(), done=None, processes=None):
+        submitted.extend((name, seed) for name, seed, *_ in jobs)
+        return [{"method": name, "seed": seed, "SSA-1": 1.0, "seconds": 0.0} for name, seed, *_ in jobs]
+
+    monkeypatch.setattr(sweep, "run_all", fake_run_all)
+    names = ["zero-shot", "tip-adapter-f", "clip-adapter", "coop", "linear-probe"]
+    table = ablations.run_baselines(names, cluster_bank(), None, [0, 1], tmp_path, log=lambda _: None)
+    assert [name for name, _ in submitted] == ["coop", "coop", "linear-probe", "tip-adapter-f", "tip-adapter-f",
+                                               "zero-shot", "clip-adapter", "clip-adapter"]
+    assert list(dict.fromkeys(table["method"])) == names

@@ -102,6 +102,54 @@ def test_context_equal_to_phrase_is_the_plain_encoder_on_phrase_plus_address(tow
         torch.testing.assert_close(empty.encode(torch.zeros(0, empty.width)), bank.gallery, atol=1e-5, rtol=0)
 
 
+def test_length_groups_are_the_cheapest_split_of_the_sorted_lengths():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        lengths = rng.integers(3, 12, size=int(rng.integers(1, 25))).tolist()
+        n_ctx, pass_tokens = int(rng.integers(0, 5)), int(rng.choice([0, 4, 16, 1000]))
+        groups = P.length_groups(lengths, n_ctx, pass_tokens)
+        assert sorted(i for rows, _ in groups for i in rows) == list(range(len(lengths)))
+        assert all(longest == max(lengths[i] for i in rows) for rows, longest in groups)
+        assert [longest for _, longest in groups] == sorted({longest for _, longest in groups})
+
+        def cost(gs):
+            return sum(len(rows) * (longest + n_ctx) for rows, longest in gs) + pass_tokens * (len(gs) - 1)
+
+        # brute force: every split of the distinct lengths into runs
+        distinct = sorted(set(lengths))
+        best = min(
+            cost([([i for i, n in enumerate(lengths) if lo <= n <= hi], hi) for lo, hi in
+                  zip([distinct[0]] + [distinct[c] for c in cuts], [distinct[c - 1] for c in cuts] + [distinct[-1]])])
+            for k in range(len(distinct)) for cuts in map(list, __import__("itertools").combinations(range(1, len(distinct)), k)))
+        assert cost(groups) == best
+    assert len(P.length_groups([5, 9, 7, 5], 4, pass_tokens=10**6)) == 1
+    assert [len(r) for r, _ in P.length_groups([5, 9, 7, 5], 4, pass_tokens=0)] == [2, 1, 1]
+
+
+@pytest.mark.parametrize("tower", ["cnn", "vit"])
+def test_texts_in_length_groups_encode_as_in_one_padded_pass(tower, request, ds):
+    """Grouping changes only the padding, which the towers ignore: features and the context's gradient equal one
+    pass over every text padded to the longest (float rounding apart), shared and per-image contexts alike."""
+    model, _ = request.getfixturevalue(tower)
+    with P.frozen(model):
+        grouped = P.PromptedText(model, ds.addresses, n_ctx=4, pass_tokens=0)  # a group per distinct length
+        one = P.PromptedText(model, ds.addresses, n_ctx=4, pass_tokens=10**9)
+        assert len(grouped.groups) > 1 and len(one.groups) == 1, "the fixture's addresses should differ in length"
+        for ctx in (grouped.phrase_embedding(PHRASE), torch.randn(2, 4, grouped.width)):
+            grads = []
+            for text in (grouped, one):
+                leaf = ctx.clone().requires_grad_(True)
+                feats = text.encode(leaf)
+                (feats * torch.linspace(-1, 1, feats.shape[-1])).sum().backward()
+                grads.append((feats.detach(), leaf.grad))
+            torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-4)
+        # and in the texts' order: the plain encoder on "phrase address"
+        with torch.no_grad():
+            plain = model.encode_text([f"{PHRASE} {a}" for a in ds.addresses])
+            torch.testing.assert_close(grouped.encode(grouped.phrase_embedding(PHRASE)), plain, atol=1e-5, rtol=0)
+
+
 def test_vision_without_prompts_is_the_vit_tower(vit, ds):
     model, _ = vit
     rows = ImageRows(ds.root, ds.split("test")["image"].tolist()[:3], model.preprocess_val)

@@ -43,6 +43,10 @@ MAPLE_INIT = "street view"         # word init for MaPLe's default 2 prompt toke
 # also holds 100x that. MaPLe applies to CLIP ViTs only: the paper's 0.0035 and 10x.
 TEXT_LRS = (0.002, 0.2)
 MAPLE_LRS = (0.0035, 0.035)
+# The prompted texts go through the tower in groups of similar length (`length_groups`): a further group costs as
+# much as this many more tokens in one pass (its calls, smaller matrix products). Every text is re-encoded at each
+# step, so padding is compute: CoOp's 180 demo addresses of 10-32 tokens (+4 context) padded to 36 are 26% padding.
+GROUP_PASS_TOKENS = 64
 
 
 # --- the frozen model ---------------------------------------------------------------------------------------
@@ -100,7 +104,7 @@ class PromptedText:
     With M vectors set to the token embeddings of a phrase, this equals the plain tower on "phrase text".
     """
 
-    def __init__(self, model, texts: Sequence[str], n_ctx: int):
+    def __init__(self, model, texts: Sequence[str], n_ctx: int, pass_tokens: int | None = None):
         self.model, self.n_ctx, self.hf = model, int(n_ctx), model.hf_text
         clip = model.clip
         if self.hf:
@@ -118,6 +122,10 @@ class PromptedText:
         self.mask = (self.tokens != model.pad_id).long()
         with torch.no_grad():
             self.embeds = self.embedding(self.tokens).detach()  # [C, L, W]: the class tokens never change
+        # each pass runs the texts in groups of similar length, each padded only to its own longest
+        self.groups = [(torch.as_tensor(rows, device=self.tokens.device), n)
+                       for rows, n in length_groups(self.mask.sum(1).tolist(), self.n_ctx, pass_tokens)]
+        self.class_order = torch.argsort(torch.cat([rows for rows, _ in self.groups]))
 
     @property
     def width(self) -> int:
@@ -137,30 +145,37 @@ class PromptedText:
     def encode(self, ctx: torch.Tensor, deep: Sequence[torch.Tensor] = (), normalize: bool = True) -> torch.Tensor:
         """Features of every text with context `ctx`: [M, W] shared (-> [C, D]) or [B, M, W] one per image
         (-> [B, C, D], CoCoOp). `deep` (built-in tower only, MaPLe): prompts [M, W] that replace the context
-        tokens at the input of layers 1, 2, ..."""
+        tokens at the input of layers 1, 2, ... Each group of similar length (`length_groups`) goes through the
+        tower on its own, cut to its longest text: the towers ignore padding, so only float rounding differs."""
         per_image = ctx.dim() == 3
         B = ctx.shape[0] if per_image else 1
-        C, L, W = self.embeds.shape
-        ctx = ctx.reshape(B, 1, self.n_ctx, W).expand(B, C, self.n_ctx, W).reshape(B * C, self.n_ctx, W)
-        emb = self.embeds.unsqueeze(0).expand(B, C, L, W).reshape(B * C, L, W)
-        x = torch.cat([emb[:, :1], ctx.to(emb.dtype), emb[:, 1:]], dim=1)
-        pooled = self._hf_pooled(x, B) if self.hf else self._clip_pooled(x, B, deep)
-        feats = self.model.project_text(pooled)
+        W = self.embeds.shape[-1]
+        ctx = ctx.reshape(B, 1, self.n_ctx, W).to(self.embeds.dtype)
+        pooled = []
+        for rows, n in self.groups:
+            c = len(rows)
+            emb = self.embeds[rows, :n].unsqueeze(0).expand(B, c, n, W)
+            x = torch.cat([emb[:, :, :1], ctx.expand(B, c, self.n_ctx, W), emb[:, :, 1:]], dim=2).reshape(B * c, n + self.n_ctx, W)
+            out = (self._hf_pooled(x, self.mask[rows, :n], B) if self.hf
+                   else self._clip_pooled(x, self.tokens[rows, :n], B, deep))
+            pooled.append(out.reshape(B, c, -1))
+        pooled = torch.cat(pooled, dim=1)[:, self.class_order]  # [B, C, D'] in the texts' order
+        feats = self.model.project_text(pooled.reshape(B * self.num_texts, -1))
         feats = F.normalize(feats, dim=-1) if normalize else feats
-        return feats.reshape(B, C, -1) if per_image else feats
+        return feats.reshape(B, self.num_texts, -1) if per_image else feats
 
     def _widened(self, t: torch.Tensor, fill: int, B: int) -> torch.Tensor:
         """Insert M columns of `fill` after the first: the token ids / mask of the prompted sequence."""
         t = torch.cat([t[:, :1], torch.full((t.shape[0], self.n_ctx), fill, dtype=t.dtype, device=t.device), t[:, 1:]], 1)
         return t.repeat(B, 1)
 
-    def _hf_pooled(self, x: torch.Tensor, B: int) -> torch.Tensor:
+    def _hf_pooled(self, x: torch.Tensor, mask: torch.Tensor, B: int) -> torch.Tensor:
         text = self.model.clip.text
-        mask = self._widened(self.mask, 1, B)  # the context vectors are attended to, like words
+        mask = self._widened(mask, 1, B)  # the context vectors are attended to, like words
         out = text.transformer(inputs_embeds=x, attention_mask=mask)
         return text.pooler(out, mask)
 
-    def _clip_pooled(self, x: torch.Tensor, B: int, deep: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _clip_pooled(self, x: torch.Tensor, tokens: torch.Tensor, B: int, deep: Sequence[torch.Tensor]) -> torch.Tensor:
         clip = self.model.clip
         cast = clip.transformer.get_cast_dtype()
         n = x.shape[1]
@@ -175,8 +190,37 @@ class PromptedText:
 
         x = clip.ln_final(_run_blocks(clip.transformer, x, mask, replace if len(deep) else None))
         # Pool with the tower's own rule on token ids widened by M pad ids: the EOT (argmax) moves by M.
-        ids = self._widened(self.tokens, self.model.pad_id, B)
+        ids = self._widened(tokens, self.model.pad_id, B)
         return open_clip.transformer.text_global_pool(x, ids, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+
+
+def length_groups(lengths: Sequence[int], n_ctx: int = 0, pass_tokens: int | None = None
+                  ) -> list[tuple[list[int], int]]:
+    """Texts (their token `lengths`) in groups of consecutive lengths, as (indices, longest): the grouping with the
+    fewest tokens through the tower, each group padded to its longest plus `n_ctx` context vectors, counting
+    `pass_tokens` for each group beyond the first (a separate pass: more calls, smaller matrix products); the
+    optimum, by dynamic programming over the distinct lengths. `pass_tokens` None: GROUP_PASS_TOKENS."""
+    pass_tokens = GROUP_PASS_TOKENS if pass_tokens is None else pass_tokens
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        by_length.setdefault(int(n), []).append(i)
+    distinct = sorted(by_length)
+    counts = [len(by_length[n]) for n in distinct]
+    # best[j]: least cost of the texts of the j shortest lengths; start[j]: where the last group begins
+    best, start = [0.0] + [math.inf] * len(distinct), [0] * (len(distinct) + 1)
+    for j in range(1, len(distinct) + 1):
+        texts = 0
+        for i in range(j - 1, -1, -1):
+            texts += counts[i]
+            cost = best[i] + texts * (distinct[j - 1] + n_ctx) + (pass_tokens if i > 0 else 0)
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    groups, j = [], len(distinct)
+    while j > 0:
+        i = start[j]
+        groups.append(([k for n in distinct[i:j] for k in by_length[n]], distinct[j - 1]))
+        j = i
+    return groups[::-1]
 
 
 def init_context(text: PromptedText, n_ctx: int, init: str | None, generator: torch.Generator) -> tuple[torch.Tensor, str]:
