@@ -80,10 +80,29 @@ def code_version() -> str:
 
 
 def environment() -> dict[str, str]:
+    """What computed a run besides its code and settings. The CPU model and the vector instructions ATen's kernels
+    use matter: floating-point sums taken in another order move a trained model's numbers (README, "How closely
+    these numbers reproduce"), and this project's machines are not always the same CPU."""
     import open_clip
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "platform": platform.platform()}
+    env = {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__,
+           "platform": platform.platform(), "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "cores": str(os.cpu_count())}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from addressclip.model import create_model
+    from addressclip.runs import cpu_model
 
     torch.manual_seed(0)
     model = create_model(args.backbone, train_image="last:1", train_text="proj")
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         out.float().sum().backward()
 
     print(f"{args.backbone}, {model.image_size} px, batch {args.batch_size}, {torch.get_num_threads()} intra-op threads "
-          f"(median of {args.repeats}):")
+          f"(median of {args.repeats}), {cpu_model()} ({torch.backends.cpu.get_cpu_capability()}):")
     passes = (("frozen layers, forward", frozen), (f"training step of the last {len(trunk.blocks) - k} block(s) + head", step))
     for name, fn in passes:
         nchw = timed(lambda: fn(torch.contiguous_format), args.repeats)

@@ -38,6 +38,7 @@ from addressclip.datasets import build_dataset, load_dataset
 from addressclip.evaluate import evaluate, result_from_ranking
 from addressclip.inference import collate_readable, encode_images, encode_texts, topk
 from addressclip.model import create_model
+from addressclip.runs import cpu_model
 
 
 def bare_rate(model, images: torch.Tensor, batch_size: int) -> float:
@@ -110,7 +111,8 @@ def main():
     workers = threads.loader_workers(model.device) if args.num_workers is None else args.num_workers
     setting = {"threads": torch.get_num_threads(), "num_workers": workers, "cores": threads.cores(),
                "batch_size": args.batch_size, "image_size": model.image_size, "backbone": model.spec.backbone,
-               "train_image": args.train_image, "train_text": args.train_text, "limit": args.limit}
+               "train_image": args.train_image, "train_text": args.train_text, "limit": args.limit,
+               "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if args.photos:
         result = bench_photos(model, args, workers)
     else:
