@@ -165,7 +165,8 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
     return table.sort_values("_order").drop(columns="_order")
 
 
-# started first in a sweep, in this order (the slowest first): CoOp's 3 seeds are 70% of the demo's baseline time
+# started first in a sweep, in this order (the slowest first): CoOp's 3 seeds were 307 of the demo's 432 s of
+# baseline jobs at a091d4e on an AMD EPYC host (one core each)
 SLOW_BASELINES = ("cocoop", "coop", "maple", "linear-probe", "tip-adapter-f")
 METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
 BASELINE_RESULTS_VERSION = 2  # 2: results carry per-image test hits for paired comparisons

@@ -122,10 +122,16 @@ class PromptedText:
         self.mask = (self.tokens != model.pad_id).long()
         with torch.no_grad():
             self.embeds = self.embedding(self.tokens).detach()  # [C, L, W]: the class tokens never change
-        # each pass runs the texts in groups of similar length, each padded only to its own longest
-        self.groups = [(torch.as_tensor(rows, device=self.tokens.device), n)
-                       for rows, n in length_groups(self.mask.sum(1).tolist(), self.n_ctx, pass_tokens)]
-        self.class_order = torch.argsort(torch.cat([rows for rows, _ in self.groups]))
+        if not len(self.tokens):
+            raise ValueError("PromptedText needs at least one text")
+        # each pass runs the texts in groups of similar length, each cut to its own longest text: (rows, token
+        # embeddings, mask, token ids) per group. Lengths by `token_lengths`: CLIP's id 0 is also a real token ("!")
+        lengths = model.token_lengths(self.tokens).tolist()
+        self.groups = []
+        for rows, n in length_groups(lengths, self.n_ctx, pass_tokens):
+            rows = torch.as_tensor(rows, device=self.tokens.device)
+            self.groups.append((rows, self.embeds[rows, :n], self.mask[rows, :n], self.tokens[rows, :n]))
+        self.class_order = torch.argsort(torch.cat([group[0] for group in self.groups]))
 
     @property
     def width(self) -> int:
@@ -152,12 +158,11 @@ class PromptedText:
         W = self.embeds.shape[-1]
         ctx = ctx.reshape(B, 1, self.n_ctx, W).to(self.embeds.dtype)
         pooled = []
-        for rows, n in self.groups:
-            c = len(rows)
-            emb = self.embeds[rows, :n].unsqueeze(0).expand(B, c, n, W)
+        for _, emb, mask, tokens in self.groups:
+            c, n = emb.shape[:2]
+            emb = emb.unsqueeze(0).expand(B, c, n, W)
             x = torch.cat([emb[:, :, :1], ctx.expand(B, c, self.n_ctx, W), emb[:, :, 1:]], dim=2).reshape(B * c, n + self.n_ctx, W)
-            out = (self._hf_pooled(x, self.mask[rows, :n], B) if self.hf
-                   else self._clip_pooled(x, self.tokens[rows, :n], B, deep))
+            out = self._hf_pooled(x, mask, B) if self.hf else self._clip_pooled(x, tokens, B, deep)
             pooled.append(out.reshape(B, c, -1))
         pooled = torch.cat(pooled, dim=1)[:, self.class_order]  # [B, C, D'] in the texts' order
         feats = self.model.project_text(pooled.reshape(B * self.num_texts, -1))
