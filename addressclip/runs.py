@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from . import cache
+from . import cache, threads
 from .errors import UserError
 from .paths import REPO_ROOT
 
@@ -87,7 +87,7 @@ def environment() -> dict[str, str]:
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "open_clip": open_clip.__version__,
            "platform": platform.platform(), "cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-           "cores": str(os.cpu_count())}
+           "cores": str(threads.cores())}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
     return env
