@@ -26,9 +26,12 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode -e '.[dev]'
 	touch $@
 
-# Unit tests, then every notebook with its default (smoke) parameters under nbval; the 25 slowest tests at the end.
+# Every notebook with its default (smoke) parameters under nbval, and the unit tests; the 25 slowest at the end.
+# TEST_WORKERS pytest-xdist workers share the cores; each test file, and the notebooks together, stay on one worker
+# (tests/conftest.py). The notebooks go first, in the order given: they are the longest chain.
+TEST_WORKERS ?= 2
 test: env
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=25
+	$(PY) -m pytest notebooks tests --nbval-lax -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder --durations=25
 
 demo: env
 	mkdir -p $(EXECUTED) $(REPORTS)
