@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Every notebook with its default (smoke) parameters under nbval, and the unit tests; the 25 slowest at the end.
 # TEST_WORKERS pytest-xdist workers share the cores; each test file, and the notebooks together, stay on one worker
-# (tests/conftest.py). The notebooks go first, in the order given: they are the longest chain.
+# (tests/workers.py). The notebooks go first (as given: --no-loadscope-reorder), the longest chain. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
 test: env
 	$(PY) -m pytest notebooks tests --nbval-lax -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder --durations=25

@@ -1,16 +1,9 @@
+import sys
 from pathlib import Path
 
-import pytest
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from workers import pytest_xdist_make_scheduler  # noqa: E402,F401  (first: it sets this worker's cores)
 
 # notebooks/*.py are the jupytext pairs of the notebooks (percent format), not test modules: pytest must never import
 # (and so run) them, not even with --doctest-modules or wider python_files. nbval collects the .ipynb files.
 collect_ignore_glob = ["*.py"]
-
-
-def pytest_collection_modifyitems(items):
-    """The notebooks run in order on one pytest-xdist worker (`make test`: ``--dist loadgroup``): 03 and 05 read the
-    run that 02 trains, and each notebook's cells share one kernel."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.parent == here:
-            item.add_marker(pytest.mark.xdist_group("notebooks"))

@@ -16,6 +16,7 @@ from addressclip import cache, image_check
 from addressclip.config import TrainConfig
 from addressclip.runs import Run, RunLockedError, RunLockWarning, load_checkpoint, read_jsonl
 from addressclip.train import train
+from workers import given_cores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,6 +67,16 @@ def test_unreadable_images_are_skipped_counted_and_reported(damaged_dataset, tmp
     assert {k: v for k, v in run.metrics.items() if "seconds" not in k and k not in ("images_per_s", "run")} == \
         {k: v for k, v in resumed.metrics.items() if "seconds" not in k and k not in ("images_per_s", "run")}
 
+
+
+def test_the_check_finds_the_same_bad_images_in_worker_processes(damaged_dataset):
+    """Decoding in DataLoader worker processes (the check's default with several cores) finds what one process finds."""
+    images = sorted(str(p.relative_to(damaged_dataset)) for p in (damaged_dataset / "images").iterdir())
+    images.append("images/never-there.jpg")
+    alone = image_check.decode_failures(damaged_dataset, images, 64, num_workers=0)
+    assert set(alone) == {"images/1-1-0_1.jpg", "images/2-2-3_0.jpg", "images/never-there.jpg"}
+    with given_cores():  # a test worker's share may be one core
+        assert image_check.decode_failures(damaged_dataset, images, 64, num_workers=2) == alone
 
 def test_strict_images_stops_naming_the_first_bad_files(damaged_dataset, tmp_path):
     with pytest.raises(image_check.BadImagesError, match="3 unreadable image.*images/0-0-0_0.jpg.*FileNotFoundError"

@@ -10,6 +10,7 @@ import torch
 
 from addressclip import sweep, threads
 from addressclip.errors import UserError
+from workers import given_cores
 
 
 def job_report(job, offset=0):
@@ -22,7 +23,7 @@ def job_report(job, offset=0):
 
 def test_side_by_side_in_job_order_single_threaded_with_warnings():
     done = []
-    with pytest.warns(UserWarning, match="job 2 says so"):
+    with given_cores(), pytest.warns(UserWarning, match="job 2 says so"):  # spawned jobs would start with every core's thread
         results = sweep.run_all(job_report, [0, 1, 2, 3], shared=(10,), processes=2,
                                 done=lambda job, result: done.append(job))
     assert [r["job"] for r in results] == [10, 11, 12, 13]
@@ -49,9 +50,13 @@ def test_each_job_is_reported_when_it_finishes_not_when_the_sweep_does(tmp_path)
 
 def test_one_process_runs_here_with_one_thread_and_restores_threads():
     before = torch.get_num_threads()
-    results = sweep.run_all(job_report, [0, 1], processes=1)
-    assert {r["pid"] for r in results} == {os.getpid()} and {r["threads"] for r in results} == {1}
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(3)  # not 1, whatever this test worker's cores: the restore must show
+    try:
+        results = sweep.run_all(job_report, [0, 1], processes=1)
+        assert {r["pid"] for r in results} == {os.getpid()} and {r["threads"] for r in results} == {1}
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_failing_job_stops_the_sweep_with_its_error():
@@ -64,6 +69,8 @@ def test_a_failing_job_stops_the_sweep_with_its_error():
 def test_processes_setting(monkeypatch):
     monkeypatch.delenv(threads.PROCESSES_ENV, raising=False)
     assert threads.sweep_processes(100) == threads.cores() and threads.sweep_processes(1) == 1
+    monkeypatch.setattr(threads, "cores", lambda: 4)  # one per core, never more than the jobs
+    assert threads.sweep_processes(100) == 4 and threads.sweep_processes(3) == 3
     monkeypatch.setenv(threads.PROCESSES_ENV, "3")
     assert threads.sweep_processes(100) == 3 and threads.sweep_processes(2) == 2
     monkeypatch.setenv(threads.PROCESSES_ENV, "two")
