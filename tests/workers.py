@@ -24,9 +24,9 @@ GIVEN_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity"
 
 def share_cores() -> None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()) or not hasattr(os, "sched_setaffinity"):
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()) or not GIVEN_CORES:
         return
-    cores, count = sorted(os.sched_getaffinity(0)), int(count)
+    cores, count = GIVEN_CORES, int(count)
     index = int(worker[2:]) % count  # a worker restarted after a crash gets a new id
     share = cores[index::count] or [cores[index % len(cores)]]  # more workers than cores: some share one
     os.sched_setaffinity(0, share)

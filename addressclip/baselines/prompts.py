@@ -155,7 +155,7 @@ class PromptedText:
         tower on its own, cut to its longest text: the towers ignore padding, so only float rounding differs."""
         per_image = ctx.dim() == 3
         B = ctx.shape[0] if per_image else 1
-        W = self.embeds.shape[-1]
+        W = self.width
         ctx = ctx.reshape(B, 1, self.n_ctx, W).to(self.embeds.dtype)
         pooled = []
         for _, emb, mask, tokens in self.groups:
