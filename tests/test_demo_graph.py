@@ -1,0 +1,84 @@
+"""`make demo` runs its notebooks as a graph (Makefile), two at a time where they are independent: each notebook must
+come after every notebook whose outputs it reads, and every command must be one the notebooks accept. Who reads
+what is derived from the commands' parameters: a dataset from the `01` that builds it, a run from the `02` that
+names it, and the alignment run from `02` (which trains it; `04` would otherwise train it at the same time)."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from addressclip import profiles
+from addressclip.paths import REPO_ROOT
+from test_readme import check_papermill
+
+MAKEFILE = (REPO_ROOT / "Makefile").read_text()
+RULE = re.compile(r"^(demo-[\w-]+):([^\n=]*)\n(?:\t\$\(call notebook,(\w+),([\w-]+),([^)]*)\))?", flags=re.M)
+
+
+def demo_graph() -> tuple[dict[str, set[str]], dict[str, tuple[str, dict[str, str]]]]:
+    """({target: its prerequisites}, {target: (notebook, its -p parameters)}) of the demo's rules."""
+    prerequisites, notebooks = {}, {}
+    for target, needs, notebook, _, params in RULE.findall(MAKEFILE):
+        prerequisites[target] = set(needs.split())
+        if notebook:
+            argv = shlex.split(params)
+            notebooks[target] = (notebook, {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "-p"})
+    return prerequisites, notebooks
+
+
+def ancestors(target: str, prerequisites: dict[str, set[str]]) -> set[str]:
+    found, todo = set(), list(prerequisites[target])
+    while todo:
+        t = todo.pop()
+        if t not in found:
+            found.add(t)
+            todo += prerequisites.get(t, ())
+    return found
+
+
+def datasets_read(notebook: str, params: dict[str, str]) -> set[str]:
+    if notebook.startswith("01_"):
+        return set()
+    p = profiles.resolve(params["profile"]) if "profile" in params else {}
+    named = [params.get("dataset", p.get("dataset"))]
+    if notebook in ("02_train", "04_ablations"):
+        named += [p.get("align_dataset")]
+    if notebook == "04_ablations":
+        named += [p.get("second_city")]
+    return {d for d in named if d}
+
+
+def test_every_notebook_runs_after_the_notebooks_whose_outputs_it_reads():
+    prerequisites, notebooks = demo_graph()
+    assert {nb for nb, _ in notebooks.values()} == {p.stem for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
+    builds = {params["dataset"]: t for t, (nb, params) in notebooks.items() if nb == "01_build_dataset"}
+    trains = {params["run_name"]: t for t, (nb, params) in notebooks.items() if nb == "02_train"}
+    for target, (notebook, params) in notebooks.items():
+        before = ancestors(target, prerequisites)
+        for dataset in datasets_read(notebook, params):
+            assert builds[dataset] in before, f"{target} reads {dataset} before {builds[dataset]} has built it"
+        if "run" in params:
+            assert trains[params["run"]] in before, f"{target} reads run {params['run']} before it is trained"
+        if notebook == "04_ablations":  # it starts from the alignment run that 02_train trains
+            assert set(trains.values()) <= before
+    assert set(notebooks) <= ancestors("demo-notebooks", prerequisites)  # `make demo` runs them all, then the reports
+    assert re.search(r"^demo: env\n(\t.*\n)*\t\$\(MAKE\) .*-j\$\(DEMO_JOBS\) demo-notebooks\n\t\$\(MAKE\) .*reports$",
+                     MAKEFILE, flags=re.M)
+
+
+def test_the_demo_commands_are_ones_the_notebooks_accept():
+    venv = Path(sys.executable).parent.parent
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "demo-notebooks", f"VENV={venv}"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    commands = re.findall(r'command="([^"]+)"', dry.stdout)
+    assert len(commands) == len(demo_graph()[1])
+    for command in commands:
+        argv = shlex.split(command)
+        assert Path(argv[0]) == venv / "bin" / "papermill" and argv[1:4] == ["--log-level", "WARNING", "--no-progress-bar"]
+        check_papermill([argv[0], *argv[4:]])
+    copies = [shlex.split(c)[5] for c in commands]
+    assert len(set(copies)) == len(copies), "two notebooks would write the same executed copy"
