@@ -40,21 +40,25 @@ TEST_WORKERS ?= 2
 test: env
 	$(PY) -m pytest notebooks tests --nbval-lax -p no:cacheprovider -n $(TEST_WORKERS) --no-loadscope-reorder --durations=25
 
-# The demo's notebooks as a graph that make runs two at a time where they are independent (DEMO_JOBS): the two
-# cities' datasets side by side, then 02, then 03, then 05 beside 04. 03 runs alone because it reports
-# evaluation speed; 05 reads only 02's and 03's outputs and is done long before 04's baselines, which time their
-# queries; the rest would leave a core idle in imports, kernel start-ups and single-threaded plotting. Each
-# notebook computes with its own processes and threads, so the results do not depend on the order.
+# The demo's notebooks as a graph that make runs two at a time where they are independent (DEMO_JOBS; 1: one after
+# the other): the two cities' datasets side by side, then 02, then 03, then 05 beside 04. 03 runs alone because it
+# reports evaluation speed; 05 reads only what 02 and 03 wrote and is done long before 04 times its baselines' and
+# AddressCLIP's queries (a re-run reads those times back with the results). Alone, each would leave a core idle in
+# imports, kernel start-ups and single-threaded plotting. Every notebook computes with its own processes and
+# threads, so the results do not depend on the order (tests/test_demo_graph.py checks the graph).
 DEMO_JOBS ?= 2
 demo: env
 	mkdir -p $(EXECUTED) $(REPORTS)
 	$(MAKE) --no-print-directory -j$(DEMO_JOBS) demo-notebooks
 	$(MAKE) --no-print-directory reports
 
-# $(call notebook,NOTEBOOK,EXECUTED COPY,PARAMETERS): the command as it runs (no progress bar: two may run at
-# once), then how long it took
-notebook = @command="$(PAPERMILL) --no-progress-bar notebooks/$(1).ipynb $(EXECUTED)/$(2).ipynb $(3)"; echo "$$command"; \
-  start=$$(date +%s); $$command && echo "$(EXECUTED)/$(2).ipynb: done in $$(( $$(date +%s) - start )) s"
+# $(call notebook,NOTEBOOK,EXECUTED COPY,PARAMETERS): the command as it starts (without a progress bar: two may run
+# at once), then how long it took or that it failed. The demo-* targets are make demo's steps (it builds env first).
+papermill_command = $(PAPERMILL) --no-progress-bar notebooks/$(1).ipynb $(EXECUTED)/$(2).ipynb $(3)
+notebook = @echo '$(subst ','\'',$(call papermill_command,$(1),$(2),$(3)))'; start=$$(date +%s); \
+  $(call papermill_command,$(1),$(2),$(3)) || { status=$$?; \
+  echo "$(EXECUTED)/$(2).ipynb: failed after $$(( $$(date +%s) - start )) s"; exit $$status; }; \
+  echo "$(EXECUTED)/$(2).ipynb: done in $$(( $$(date +%s) - start )) s"
 
 demo-01-helsinki:
 	$(call notebook,01_build_dataset,01_build_dataset,-p dataset helsinki-synth)

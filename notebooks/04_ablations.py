@@ -83,7 +83,7 @@ runs.drop(columns="test_hits").to_csv(tables / f"ablation-runs-{profile}-{ds.nam
 bank = feature_bank(start, ds)  # frozen features of the starting model: the CLIP file itself in the paper profile
 baseline_runs = ablations.run_baselines(p["baselines"], bank, start, p["seeds"], outputs_root() / "baselines",
                                         options=p["baseline_options"])
-table, comparison = ablations.compare_methods(baseline_runs, runs, ablations.gallery_cost(bank))
+table, comparison = ablations.compare_methods(baseline_runs, runs, ablations.gallery_cost(bank, outputs_root() / "baselines"))
 assert set(p["baselines"]) <= set(comparison.index)  # every requested baseline: a value or its reason
 table.drop(columns="test_hits").to_csv(tables / f"methods-{profile}-{ds.name}.csv", index=False)  # per seed
 checks, why = ablations.method_checks(table), ablations.investigate(runs)

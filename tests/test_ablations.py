@@ -179,3 +179,25 @@ def test_baselines_start_slowest_first_and_come_back_in_the_profiles_order(tmp_p
     assert [name for name, _ in submitted] == ["coop", "coop", "linear-probe", "tip-adapter-f", "tip-adapter-f",
                                                "zero-shot", "clip-adapter", "clip-adapter"]
     assert list(dict.fromkeys(table["method"])) == names
+
+
+def test_gallery_cost_is_stored_with_the_baselines_and_read_back(tmp_path, monkeypatch):
+    """04 times AddressCLIP's query once, with the runs and baselines it compares against; a re-run that reuses
+    them reads that time back instead of timing again (`make demo` may then be running 05 beside it)."""
+    from test_adapters import synthetic_bank
+
+    from addressclip import inference
+
+    rng = np.random.default_rng(0)
+    bank = synthetic_bank({"test": rng.normal(size=(6, 4))}, {"test": [0, 1, 2, 0, 1, 2]}, rng.normal(size=(3, 4)))
+    first = ablations.gallery_cost(bank, tmp_path)
+    assert first["query_ms"] > 0 and first["storage_bytes"] == 3 * 4 * 4 and first["threads"] == 1
+    assert len(list(tmp_path.glob(f"addressclip-gallery-{bank.key}-k5.json"))) == 1
+
+    def timed_again(*args, **kwargs):
+        raise AssertionError("timed again instead of read back")
+
+    monkeypatch.setattr(inference, "timed_ranking", timed_again)
+    assert ablations.gallery_cost(bank, tmp_path) == first
+    with pytest.raises(AssertionError, match="timed again"):
+        ablations.gallery_cost(bank)  # without a folder: timed each call

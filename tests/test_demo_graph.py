@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from addressclip import profiles
 from addressclip.paths import REPO_ROOT
@@ -18,15 +21,17 @@ MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 RULE = re.compile(r"^(demo-[\w-]+):([^\n=]*)\n(?:\t\$\(call notebook,(\w+),([\w-]+),([^)]*)\))?", flags=re.M)
 
 
-def demo_graph() -> tuple[dict[str, set[str]], dict[str, tuple[str, dict[str, str]]]]:
-    """({target: its prerequisites}, {target: (notebook, its -p parameters)}) of the demo's rules."""
-    prerequisites, notebooks = {}, {}
-    for target, needs, notebook, _, params in RULE.findall(MAKEFILE):
+def demo_graph() -> tuple[dict[str, set[str]], dict[str, tuple[str, dict[str, str]]], dict[str, str]]:
+    """({target: its prerequisites}, {target: (notebook, its -p parameters)}, {target: its executed copy's name})
+    of the demo's rules."""
+    prerequisites, notebooks, copies = {}, {}, {}
+    for target, needs, notebook, copy, params in RULE.findall(MAKEFILE):
         prerequisites[target] = set(needs.split())
         if notebook:
             argv = shlex.split(params)
             notebooks[target] = (notebook, {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "-p"})
-    return prerequisites, notebooks
+            copies[target] = copy
+    return prerequisites, notebooks, copies
 
 
 def ancestors(target: str, prerequisites: dict[str, set[str]]) -> set[str]:
@@ -52,7 +57,7 @@ def datasets_read(notebook: str, params: dict[str, str]) -> set[str]:
 
 
 def test_every_notebook_runs_after_the_notebooks_whose_outputs_it_reads():
-    prerequisites, notebooks = demo_graph()
+    prerequisites, notebooks, _ = demo_graph()
     assert {nb for nb, _ in notebooks.values()} == {p.stem for p in (REPO_ROOT / "notebooks").glob("*.ipynb")}
     builds = {params["dataset"]: t for t, (nb, params) in notebooks.items() if nb == "01_build_dataset"}
     trains = {params["run_name"]: t for t, (nb, params) in notebooks.items() if nb == "02_train"}
@@ -69,16 +74,52 @@ def test_every_notebook_runs_after_the_notebooks_whose_outputs_it_reads():
                      MAKEFILE, flags=re.M)
 
 
-def test_the_demo_commands_are_ones_the_notebooks_accept():
+def make(*args: str, **env: str) -> subprocess.CompletedProcess:
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
     venv = Path(sys.executable).parent.parent
-    dry = subprocess.run(["make", "-n", "--no-print-directory", "demo-notebooks", f"VENV={venv}"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=60)
+    return subprocess.run(["make", "--no-print-directory", *args, f"VENV={venv}", *(f"{k}={v}" for k, v in env.items())],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_the_demo_commands_are_ones_the_notebooks_accept():
+    dry = make("-n", "demo-notebooks")
     assert dry.returncode == 0, dry.stderr
-    commands = re.findall(r'command="([^"]+)"', dry.stdout)
+    commands = [c.replace("'\\''", "'") for c in re.findall(r"^echo '(.*?)'; start=", dry.stdout, flags=re.M)]
     assert len(commands) == len(demo_graph()[1])
+    venv = Path(sys.executable).parent.parent
     for command in commands:
         argv = shlex.split(command)
         assert Path(argv[0]) == venv / "bin" / "papermill" and argv[1:4] == ["--log-level", "WARNING", "--no-progress-bar"]
         check_papermill([argv[0], *argv[4:]])
     copies = [shlex.split(c)[5] for c in commands]
     assert len(set(copies)) == len(copies), "two notebooks would write the same executed copy"
+
+
+def test_make_runs_the_graph_two_at_a_time_in_order_and_stops_on_a_failure(tmp_path):
+    """With a stand-in for papermill that logs when each notebook starts and ends (and fails for 04): two run at
+    once, each starts after its prerequisites have ended, and make reports the failure with papermill's status."""
+    log, stub = tmp_path / "log", tmp_path / "papermill"
+    stub.write_text(f"""#!/bin/sh
+echo "start $3" >> {log}
+sleep 0.5
+case "$2" in *04_ablations*) echo "end $3" >> {log}; exit 3;; esac
+echo "end $3" >> {log}
+""")
+    stub.chmod(0o755)
+    done = make("-j2", "demo-notebooks", PAPERMILL=str(stub))
+    assert done.returncode != 0 and "04_ablations.ipynb: failed after" in done.stdout, done.stdout + done.stderr
+    assert "03_evaluate.ipynb: done in" in done.stdout and "03_evaluate.ipynb: failed" not in done.stdout
+    events = [line.split() for line in log.read_text().splitlines()]
+    when = {(what, Path(copy).stem): i for i, (what, copy) in enumerate(events)}
+    prerequisites, _, copies = demo_graph()
+    for target, copy in copies.items():
+        if ("start", copy) not in when:  # not started: an earlier notebook failed
+            continue
+        for need in prerequisites[target] & set(copies):
+            assert when[("end", copies[need])] < when[("start", copy)], f"{target} started before {need} ended"
+    running, most = 0, 0
+    for what, _ in events:
+        running += 1 if what == "start" else -1
+        most = max(most, running)
+    assert most == 2  # the two datasets side by side (and 05 beside 04)
