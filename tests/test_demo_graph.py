@@ -8,14 +8,13 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from addressclip import profiles
 from addressclip.paths import REPO_ROOT
-from test_readme import check_papermill
+from test_readme import VENV_BIN, check_papermill
 
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 RULE = re.compile(r"^(demo-[\w-]+):([^\n=]*)\n(?:\t\$\(call notebook,(\w+),([\w-]+),([^)]*)\))?", flags=re.M)
@@ -77,8 +76,7 @@ def test_every_notebook_runs_after_the_notebooks_whose_outputs_it_reads():
 def make(*args: str, **env: str) -> subprocess.CompletedProcess:
     if shutil.which("make") is None:
         pytest.skip("GNU make is not installed")
-    venv = Path(sys.executable).parent.parent
-    return subprocess.run(["make", "--no-print-directory", *args, f"VENV={venv}", *(f"{k}={v}" for k, v in env.items())],
+    return subprocess.run(["make", "--no-print-directory", *args, f"VENV={VENV_BIN.parent}", *(f"{k}={v}" for k, v in env.items())],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -87,12 +85,12 @@ def test_the_demo_commands_are_ones_the_notebooks_accept():
     assert dry.returncode == 0, dry.stderr
     commands = [c.replace("'\\''", "'") for c in re.findall(r"^echo '(.*?)'; start=", dry.stdout, flags=re.M)]
     assert len(commands) == len(demo_graph()[1])
-    venv = Path(sys.executable).parent.parent
+    copies = []
     for command in commands:
         argv = shlex.split(command)
-        assert Path(argv[0]) == venv / "bin" / "papermill" and argv[1:4] == ["--log-level", "WARNING", "--no-progress-bar"]
+        assert Path(argv[0]) == VENV_BIN / "papermill" and argv[1:4] == ["--log-level", "WARNING", "--no-progress-bar"]
         check_papermill([argv[0], *argv[4:]])
-    copies = [shlex.split(c)[5] for c in commands]
+        copies.append(argv[5])
     assert len(set(copies)) == len(copies), "two notebooks would write the same executed copy"
 
 
@@ -103,8 +101,8 @@ def test_make_runs_the_graph_two_at_a_time_in_order_and_stops_on_a_failure(tmp_p
     stub.write_text(f"""#!/bin/sh
 echo "start $3" >> {log}
 sleep 0.5
-case "$2" in *04_ablations*) echo "end $3" >> {log}; exit 3;; esac
 echo "end $3" >> {log}
+case "$2" in *04_ablations*) exit 3;; esac
 """)
     stub.chmod(0o755)
     done = make("-j2", "demo-notebooks", PAPERMILL=str(stub))
