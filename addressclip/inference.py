@@ -187,7 +187,7 @@ def encode_images(model, rows: Dataset, batch_size: int = 64, num_workers: int |
 
 
 @torch.inference_mode()
-def encode_after_frozen(model, frozen: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def encode_after_frozen(model, frozen: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Image features from the cached outputs of the frozen image layers (`frozen_layers`), in batches."""
     return torch.cat([model.encode_image_after_frozen(frozen[i : i + batch_size].to(model.device)).float()
                       for i in range(0, len(frozen), batch_size)])

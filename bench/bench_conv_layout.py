@@ -5,9 +5,13 @@ then the frozen layers channels-last with their batch norms folded into the conv
 
     .venv/bin/python bench/bench_conv_layout.py --threads 2
     .venv/bin/python bench/bench_conv_layout.py --threads 1 --bf16   # also channels-last under bf16 autocast
+    .venv/bin/python bench/bench_conv_layout.py --threads 2 --chunk   # also the frozen layers in chunks (AddressCLIP's)
 
 ``--bf16`` adds the same two passes, channels-last, under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (oneDNN's
 bf16 kernels: AMX where the CPU has it), with how far its frozen outputs are from fp32's: what a bf16 demo would gain.
+``--chunk`` times the folded frozen layers on the whole batch in one pass against chunks of `CPU_FROZEN_CHUNK` images
+(what `AddressCLIP.encode_frozen_image_layers` does on a CPU: the early layers are bound by memory), and says whether
+the two give the same bits.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--bf16", action="store_true", help="also time channels-last under bf16 autocast")
+    ap.add_argument("--chunk", action="store_true", help="also time the frozen layers in one pass against in chunks")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,11 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     diff = (frozen(torch.contiguous_format) - frozen(torch.channels_last)).abs().max().item()
     print(f"  largest difference of the frozen outputs: {diff:.2e} (largest value {cached.abs().max().item():.1f})")
     model.eval()  # what AddressCLIP runs: channels-last with the frozen layers' batch norms folded (bn_folding.py)
+    from addressclip import model as model_module
+
+    chunk = model_module.CPU_FROZEN_CHUNK
+
+    def folded_pass(size: int) -> torch.Tensor:  # the whole batch through the folded layers, `size` images at a time
+        model_module.CPU_FROZEN_CHUNK = size
+        try:
+            return model.encode_frozen_image_layers(images)
+        finally:
+            model_module.CPU_FROZEN_CHUNK = chunk
+
     last = timed(lambda: frozen(torch.channels_last), args.repeats)
-    folded = timed(lambda: model.encode_frozen_image_layers(images), args.repeats)
-    diff = (model.encode_frozen_image_layers(images) - cached).abs().max().item()
+    folded = timed(lambda: folded_pass(len(images)), args.repeats)
+    one_pass = folded_pass(len(images))
+    diff = (one_pass - cached).abs().max().item()
     print(f"  frozen layers, channels-last: batch norms apart {last:.1f} ms, folded {folded:.1f} ms, {last / folded:.2f}x; "
           f"largest difference of the outputs {diff:.2e}")
+    if args.chunk:
+        chunked = timed(lambda: folded_pass(chunk), args.repeats)
+        out = folded_pass(chunk)
+        same = "the same bits" if torch.equal(out, one_pass) else f"largest difference {(out - one_pass).abs().max().item():.2e}"
+        print(f"  frozen layers, folded: batch of {len(images)} in one pass {folded:.1f} ms, in chunks of {chunk} "
+              f"{chunked:.1f} ms, {folded / chunked:.2f}x; {same}")
     model.train()
     if args.bf16:
         for name, fn in passes:
