@@ -7,7 +7,8 @@
       per_address.csv    test accuracy per address
       predictions.parquet
       skipped_images.json  images left out because they cannot be read (`image_check`)
-      checkpoints/last.pt  full training state after the last finished epoch (for resume), with every epoch's row
+      checkpoints/last.pt  training state after the last finished epoch (for resume): trained weights, buffers,
+                         optimizer, every epoch's row; the frozen weights only as a digest (`train.resume_state`)
       checkpoints/previous.pt  the one before it (kept while the run trains, in case last.pt is damaged)
       model.pt           final weights + model spec (for evaluation and prediction)
       train.lock         present while a process trains the run (`Run.lock`)

@@ -64,6 +64,34 @@ def build_model(cfg: TrainConfig, device: str) -> AddressCLIP:
     return model
 
 
+def frozen_weights(model: AddressCLIP) -> dict[str, torch.Tensor]:
+    """The weights this run does not train: `build_model` gives them back the same from the run's configuration."""
+    return {name: p for name, p in model.clip.named_parameters() if not p.requires_grad}
+
+
+def resume_state(model: AddressCLIP, frozen_digest: str) -> dict:
+    """What an epoch's checkpoint keeps of the model: the trained weights and every buffer, with the digest of the
+    frozen weights they were trained beside (the ablations' runs: 10 MB, not 110, of which 105 are frozen)."""
+    frozen = frozen_weights(model)
+    return {"model": {k: v for k, v in model.clip.state_dict().items() if k not in frozen}, "frozen_digest": frozen_digest}
+
+
+def restore(model: AddressCLIP, state: dict, frozen_digest: str) -> bool:
+    """Load a checkpoint's weights into the model `build_model` made; False (nothing loaded) when the checkpoint
+    was trained beside other frozen weights (its init checkpoint or weights file changed since). Checkpoints
+    written before the frozen weights were left out hold every weight."""
+    if "frozen_digest" not in state:
+        model.clip.load_state_dict(state["model"])
+        return True
+    if state["frozen_digest"] != frozen_digest:
+        return False
+    missing, unexpected = model.clip.load_state_dict(state["model"], strict=False)
+    if unexpected or set(missing) != set(frozen_weights(model)):
+        raise RuntimeError(f"checkpoint does not match the model: missing {sorted(set(missing) - set(frozen_weights(model)))[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    return True
+
+
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then cosine from cfg.lr to cfg.lr_min over the remaining steps."""
     if step < cfg.warmup_steps:
@@ -254,9 +282,14 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     loader_options = threads.loader_options(device, cfg.num_workers, batches=len(table.paths) // cfg.batch_size)
 
     start_epoch, records = 0, []
+    frozen_digest = cache.digest(frozen_weights(model), length=24)
     state = run.load_last(map_location=device, move_aside=info.is_main) if cfg.resume else None
+    if state is not None and not restore(model, state, frozen_digest):
+        warnings.warn(f"run {run.name}: its checkpoint was trained beside other frozen weights than this configuration "
+                      f"gives (the init checkpoint or weights file changed); training starts afresh",
+                      runs.DamagedCheckpointWarning, stacklevel=2)
+        state = None
     if state is not None:
-        model.clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         records = list(state["results"]) if "results" in state else results_before(run, start_epoch)
@@ -370,7 +403,7 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
             # the checkpoint first, carrying every row so far: an epoch's row exists only once the state it
             # describes is on disk, and a resumed run rewrites results.jsonl from the checkpoint it resumes from
             records.append(json.loads(json.dumps(record, sort_keys=True, default=str)))
-            run.save_last({"model": model.clip.state_dict(), "optimizer": optimizer.state_dict(),
+            run.save_last({**resume_state(model, frozen_digest), "optimizer": optimizer.state_dict(),
                            "epoch": epoch + 1, "spec": model.spec.to_dict(), "results": records})
             run.write_results(records)
             if progress:

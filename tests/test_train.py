@@ -29,6 +29,40 @@ def test_resume_ends_with_the_same_metrics(tiny_dataset, tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
+def test_epoch_checkpoints_keep_only_what_trains_and_resume_from_either_form(tiny_dataset, tmp_path):
+    """last.pt leaves out the frozen weights (build_model gives them back), checked by their digest; a checkpoint
+    holding every weight (written before) resumes the same, and one trained beside other frozen weights is not
+    used: a warning, and the run starts afresh."""
+    from addressclip import cache
+    from addressclip.runs import DamagedCheckpointWarning, Run
+    from addressclip.train import build_model, frozen_weights, restore
+
+    straight = json.loads((train(_cfg(tiny_dataset, tmp_path, run_name="straight")) / "metrics.json").read_text())
+    partial = _cfg(tiny_dataset, tmp_path, run_name="slim", stop_after_epochs=1)
+    run = Run(train(partial))
+    state = cache.load(run.last_path)
+    model = build_model(partial, "cpu")
+    frozen, trained = set(frozen_weights(model)), {n for n, p in model.clip.named_parameters() if p.requires_grad}
+    assert frozen and trained and not frozen & set(state["model"]) and trained <= set(state["model"])
+    assert restore(model, state, cache.digest(frozen_weights(model), length=24))
+    full = {k: v for k, v in state.items() if k != "frozen_digest"}  # the older form: every weight
+    full["model"] = model.clip.state_dict()
+    for name, checkpoint in (("full", full), ("other-frozen", {**state, "frozen_digest": "0" * 24})):
+        other = Run(tmp_path / "runs" / name)
+        other.folder.mkdir(parents=True)
+        for item in ("params.json", "results.jsonl", "skipped_images.json"):
+            (other.folder / item).write_bytes((run.folder / item).read_bytes())
+        cache.save(other.last_path, checkpoint)
+        resume = partial.replace(run_name=name, stop_after_epochs=None)
+        if name == "other-frozen":
+            with pytest.warns(DamagedCheckpointWarning, match="other frozen weights.*starts afresh"):
+                train(resume)
+        else:
+            train(resume)
+        metrics = json.loads((other.folder / "metrics.json").read_text())
+        assert all(metrics[k] == pytest.approx(straight[k], abs=1e-9) for k in ("SSA-1", "SA-1", "median_m")), name
+
+
 def test_previous_checkpoint_is_gone_before_the_run_counts_as_finished(tiny_dataset, tmp_path, monkeypatch):
     """A finished run (metrics.json) is reused as it is, so previous.pt must be gone before `finish` writes
     metrics.json: a kill between the two (seen once in CI's kill test) kept previous.pt for good."""
