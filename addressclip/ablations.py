@@ -109,6 +109,16 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
     variant cannot run in this setting. The runs to train are independent: they run side by side (`sweep`), one
     process per core with one thread each, so their numbers do not depend on the machine's core count."""
     from . import sweep
+
+    planned, jobs = _plan_experiments(base, experiments, seeds, second_city, osm)
+    sweep.run_all(_train_job, jobs, done=lambda job, result: log(f"{job[0]}: {result}"))
+    return _experiment_rows(planned)
+
+
+def _plan_experiments(base: TrainConfig, experiments: list[str], seeds: list[int], second_city: str | None,
+                      osm: str | None) -> tuple[list, list]:
+    """(every variant x seed with its config or the reason it does not apply, the runs still to train as sweep jobs
+    (what it is, config): a run shared by two experiments trains once)."""
     from .runs import Run
 
     unknown = [e for e in experiments if e not in EXPERIMENTS]
@@ -122,12 +132,17 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
                     planned.append((experiment, variant, seed, variant_config(base, variant, seed, second_city, osm)))
                 except NotApplicable as exc:
                     planned.append((experiment, variant, seed, exc))
-    to_train = {}  # run name -> (what it is, config): a run shared by two experiments trains once
+    to_train = {}  # run name -> (what it is, config)
     for experiment, variant, seed, cfg in planned:
         run = Run.of(cfg) if isinstance(cfg, TrainConfig) else None
         if run is not None and not run.finished:
             to_train.setdefault(run.name, (f"{experiment} / {variant.label} / seed {seed}", cfg))
-    sweep.run_all(_train_job, list(to_train.values()), done=lambda job, result: log(f"{job[0]}: {result}"))
+    return planned, list(to_train.values())
+
+
+def _experiment_rows(planned: list) -> pd.DataFrame:
+    from .runs import Run
+
     rows = []
     for experiment, variant, seed, cfg in planned:
         if not isinstance(cfg, TrainConfig):
@@ -168,6 +183,7 @@ def summarise(runs: pd.DataFrame, by=("experiment", "variant"), metrics=METRICS)
 # started first in a sweep, in this order (the slowest first): CoOp's 3 seeds were 307 of the demo's 432 s of
 # baseline jobs at a091d4e on an AMD EPYC host (one core each)
 SLOW_BASELINES = ("cocoop", "coop", "maple", "linear-probe", "tip-adapter-f")
+PROMPT_BASELINES = ("cocoop", "coop", "maple")  # each longer than an ablation run of the demo: ahead of the runs
 METHOD_METRICS = ("SSA-1", "SSA-5", "SA-1", "SA-5", "median_m", "storage_bytes", "query_ms")
 BASELINE_RESULTS_VERSION = 2  # 2: results carry per-image test hits for paired comparisons
 COMPARISON_COLUMNS = ["A", "B", "difference", "ci_low", "ci_high", "seeds", "images", "verdict"]
@@ -257,7 +273,49 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     A baseline that does not apply to the backbone gives a row with its reason and no numbers.
     The baselines still to run run side by side (`sweep`), one process per core with one thread each; their
     `query_ms` is then a one-thread time, as the `gallery_cost` they are compared with."""
-    from . import cache, sweep
+    from . import sweep
+
+    planned, stored, missing = _plan_baselines(names, bank, seeds, out_dir, options)
+    stored.update(zip([job[3] for job in missing],
+                      sweep.run_all(_baseline_job, missing, shared=(bank, model), done=lambda job, row: log(_baseline_line(row)))))
+    return _baseline_rows(planned, stored, seeds)
+
+
+def run_experiments_and_baselines(base: TrainConfig, experiments: list[str], seeds: list[int], names: list[str], bank,
+                                  model, out_dir: str | Path, options: dict | None = None, second_city: str | None = None,
+                                  osm: str | None = None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`run_experiments` and `run_baselines` (the same rows) in one sweep, so that no core waits at the end of the
+    runs for the baselines to start: the slowest baselines (prompt learning) first, then the training runs, then the
+    other baselines, slowest first; the processes then finish close together."""
+    from . import sweep
+
+    planned_runs, train_jobs = _plan_experiments(base, experiments, seeds, second_city, osm)
+    planned, stored, missing = _plan_baselines(names, bank, seeds, out_dir, options)
+    first = [job for job in missing if job[0] in PROMPT_BASELINES]
+    jobs = ([("baseline", job) for job in first] + [("train", job) for job in train_jobs]
+            + [("baseline", job) for job in missing if job[0] not in PROMPT_BASELINES])
+
+    def done(job, result) -> None:
+        if job[0] == "train":
+            log(f"{job[1][0]}: {result}")
+        else:
+            stored[job[1][3]] = result
+            log(_baseline_line(result))
+
+    sweep.run_all(_sweep_job, jobs, shared=(bank, model), done=done)
+    return _experiment_rows(planned_runs), _baseline_rows(planned, stored, seeds)
+
+
+def _sweep_job(job: tuple, bank, model):
+    kind, what = job
+    return _train_job(what) if kind == "train" else _baseline_job(what, bank, model)
+
+
+def _plan_baselines(names: list[str], bank, seeds: list[int], out_dir: str | Path, options: dict | None
+                    ) -> tuple[list, dict, list]:
+    """(every baseline x seed to report, their stored result rows (None: still to run), the jobs still to run,
+    slowest first)."""
+    from . import cache
     from .baselines import seed_free
 
     out = Path(out_dir)
@@ -269,18 +327,21 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
         once = seed_free(name, kwargs)  # same result for every seed: run the first, reuse it for the others
         for seed in seeds[:1] if once else seeds:
             planned.append((name, seed, kwargs, out / f"{name}-seed{seed}-{bank.key}-{tag}.json", once))
-
-    def logged(job, row) -> None:
-        ssa1 = row.get("SSA-1")
-        log(f"baseline {row['method']} / seed {row['seed']}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
-            + f" ({row['seconds']} s)")
-
     # the slowest first, so that the processes finish together rather than one waiting on a late long job
     # (the demo's sweep: 239 -> 218 s, simulated from its jobs' seconds, when CoOp moved ahead of tip-adapter-f)
     stored = {job[3]: _stored_row(job[3]) for job in planned}  # each result file read once
     slowness = {name: i for i, name in enumerate(SLOW_BASELINES)}
     missing = sorted((job for job in planned if stored[job[3]] is None), key=lambda job: slowness.get(job[0], len(slowness)))
-    stored.update(zip([job[3] for job in missing], sweep.run_all(_baseline_job, missing, shared=(bank, model), done=logged)))
+    return planned, stored, missing
+
+
+def _baseline_line(row: dict) -> str:
+    ssa1 = row.get("SSA-1")
+    return (f"baseline {row['method']} / seed {row['seed']}: " + (f"SSA-1 {ssa1:.2f}" if ssa1 is not None else "not applicable")
+            + f" ({row['seconds']} s)")
+
+
+def _baseline_rows(planned: list, stored: dict, seeds: list[int]) -> pd.DataFrame:
     rows = []
     for name, seed, kwargs, path, once in planned:
         row = stored[path]

@@ -75,14 +75,15 @@ base = base.replace(init_checkpoint=aligned_start(main, p["align_dataset"], p["a
 start = ablations.starting_model(base, resolve_device(device))  # what every variant and baseline starts from
 
 # %%
-runs = ablations.run_experiments(base, p["experiments"], p["seeds"], second_city=p["second_city"], osm=p["osm"])
+bank = feature_bank(start, ds)  # frozen features of the starting model: the CLIP file itself in the paper profile
+# the variants' runs and the baselines side by side in one sweep (one process per core)
+runs, baseline_runs = ablations.run_experiments_and_baselines(
+    base, p["experiments"], p["seeds"], p["baselines"], bank, start, outputs_root() / "baselines",
+    options=p["baseline_options"], second_city=p["second_city"], osm=p["osm"])
 summary = ablations.summarise(runs)
 assert len(runs) == sum(len(ablations.EXPERIMENTS[e]) for e in p["experiments"]) * len(p["seeds"])
 assert (runs[["SSA-1", "SA-1"]].notna().all(axis=1) | runs["notes"].str.startswith("not applicable")).all()  # a value or a reason
 runs.drop(columns="test_hits").to_csv(tables / f"ablation-runs-{profile}-{ds.name}.csv", index=False)  # per seed
-bank = feature_bank(start, ds)  # frozen features of the starting model: the CLIP file itself in the paper profile
-baseline_runs = ablations.run_baselines(p["baselines"], bank, start, p["seeds"], outputs_root() / "baselines",
-                                        options=p["baseline_options"])
 table, comparison = ablations.compare_methods(baseline_runs, runs, ablations.gallery_cost(bank, outputs_root() / "baselines"))
 assert set(p["baselines"]) <= set(comparison.index)  # every requested baseline: a value or its reason
 table.drop(columns="test_hits").to_csv(tables / f"methods-{profile}-{ds.name}.csv", index=False)  # per seed

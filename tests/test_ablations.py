@@ -181,6 +181,39 @@ def test_baselines_start_slowest_first_and_come_back_in_the_profiles_order(tmp_p
     assert list(dict.fromkeys(table["method"])) == names
 
 
+def test_runs_and_baselines_share_one_sweep_slowest_first(tiny_dataset, tmp_path, monkeypatch):
+    """One sweep: the prompt-learning baselines, then the variants' runs (each once, though two experiments share
+    the main model), then the other baselines slowest first; rows as the two separate calls give them."""
+    from test_adapters import cluster_bank
+
+    from addressclip import sweep
+
+    submitted = []
+
+    def fake_run_all(function, jobs, shared=(), done=None, processes=None):
+        results = []
+        for job in jobs:
+            kind, what = job
+            submitted.append((kind, what[0] if kind == "baseline" else what[0].split(" / ")[:2]))
+            result = "trained" if kind == "train" else {"method": what[0], "seed": what[1], "SSA-1": 1.0, "seconds": 0.0}
+            done(job, result)
+            results.append(result)
+        return results
+
+    monkeypatch.setattr(sweep, "run_all", fake_run_all)
+    monkeypatch.setattr(ablations, "_experiment_rows", lambda planned: pd.DataFrame({"variant": [v.label for _, v, _, _ in planned]}))
+    base = TrainConfig(dataset=str(tiny_dataset), epochs=1, runs_dir=str(tmp_path / "runs"))
+    names = ["zero-shot", "tip-adapter-f", "coop"]
+    runs, baselines = ablations.run_experiments_and_baselines(base, ["losses", "geography_form"], [0], names,
+                                                              cluster_bank(), None, tmp_path / "b", log=lambda _: None)
+    kinds = [kind for kind, _ in submitted]
+    assert submitted[0] == ("baseline", "coop") and kinds.count("train") == 6  # 5 losses + literal; similarity is shared
+    assert kinds == ["baseline"] + ["train"] * 6 + ["baseline", "baseline"]
+    assert [what for kind, what in submitted if kind == "baseline"] == ["coop", "tip-adapter-f", "zero-shot"]
+    assert len(runs) == 7  # every variant x seed gets its row
+    assert list(dict.fromkeys(baselines["method"])) == names and (baselines["SSA-1"] == 1.0).all()
+
+
 def test_gallery_cost_is_stored_with_the_baselines_and_read_back(tmp_path, monkeypatch):
     """04 times AddressCLIP's query once, with the runs and baselines it compares against; a re-run that reuses
     them reads that time back instead of timing again (`make demo` may then be running 05 beside it)."""
