@@ -42,8 +42,9 @@ test: env
 
 # The demo's notebooks as a graph that make runs two at a time where they are independent (DEMO_JOBS; 1: one after
 # the other): the two cities' datasets side by side, then 02, then 03, then 05 beside 04. 03 runs alone because it
-# reports evaluation speed; 05 reads only what 02 and 03 wrote and is done long before 04 times its baselines' and
-# AddressCLIP's queries (a re-run reads those times back with the results). Alone, each would leave a core idle in
+# reports evaluation speed; 05 reads only what 02 and 03 wrote. 04 times AddressCLIP's query after its sweep, long
+# after 05 has ended; its first baselines (CoOp) time theirs after a minute or more of training, which in the measured
+# demos was after 05 had ended (a re-run reads those times back with the results). Alone, each would leave a core idle in
 # imports, kernel start-ups and single-threaded plotting. Every notebook computes with its own processes and
 # threads, so the results do not depend on the order (tests/test_demo_graph.py checks the graph).
 DEMO_JOBS ?= 2

@@ -286,7 +286,9 @@ def run_experiments_and_baselines(base: TrainConfig, experiments: list[str], see
                                   osm: str | None = None, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`run_experiments` and `run_baselines` (the same rows) in one sweep, so that no core waits at the end of the
     runs for the baselines to start: the slowest baselines (prompt learning) first, then the training runs, then the
-    other baselines, slowest first; the processes then finish close together."""
+    other baselines, slowest first; the processes then finish close together. As in `sweep.run_all`, the first job
+    to fail stops the sweep (jobs not yet started are cancelled); the runs and results already finished are kept
+    and reused by the next call."""
     from . import sweep
 
     planned_runs, train_jobs = _plan_experiments(base, experiments, seeds, second_city, osm)

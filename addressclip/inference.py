@@ -53,6 +53,9 @@ def load_model(source: str | Path | None = None, device: str = "cpu", dataset: s
     if not isinstance(state.get("spec"), dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint {model_pt} is not an addressclip model (it holds {sorted(state)[:6]}, not "
                               "'model' and 'spec'); give a run folder or the model.pt that training wrote")
+    if "frozen_digest" in state:
+        raise CheckpointError(f"checkpoint {model_pt} is an epoch's resume checkpoint: it holds only the weights that "
+                              f"train, not the frozen ones; give the run folder or its model.pt")
     spec = {**state["spec"], **spec_overrides}
     model = create_model(device=device, **{**spec, "pretrained": None})  # weights: below
     model.spec.pretrained = spec.get("pretrained")

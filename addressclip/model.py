@@ -248,10 +248,10 @@ class AddressCLIP(nn.Module):
         chunk = CPU_FROZEN_CHUNK if images.device.type == "cpu" else len(images)
         parts = []
         with torch.no_grad():
-            for start in range(0, len(images), max(chunk, 1)):
+            for start in range(0, max(len(images), 1), max(chunk, 1)):  # an empty batch: one empty pass
                 x = layers(self._conv_layout(images[start : start + chunk]))
                 parts.append(self.clip.visual.trunk.forward_head(x) if pooled else x)
-        return torch.cat(parts).contiguous() if len(parts) != 1 else parts[0].contiguous()  # cached in the standard layout
+        return (torch.cat(parts) if len(parts) > 1 else parts[0]).contiguous()  # cached in the standard layout
 
     def encode_image_after_frozen(self, frozen: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """The rest of the image tower, from the frozen layers' (cached) outputs; equals `encode_image` on the images."""

@@ -76,20 +76,22 @@ def resume_state(model: AddressCLIP, frozen_digest: str) -> dict:
     return {"model": {k: v for k, v in model.clip.state_dict().items() if k not in frozen}, "frozen_digest": frozen_digest}
 
 
-def restore(model: AddressCLIP, state: dict, frozen_digest: str) -> bool:
-    """Load a checkpoint's weights into the model `build_model` made; False (nothing loaded) when the checkpoint
-    was trained beside other frozen weights (its init checkpoint or weights file changed since). Checkpoints
-    written before the frozen weights were left out hold every weight."""
+def restore(model: AddressCLIP, state: dict, frozen_digest: str) -> str | None:
+    """Load a checkpoint's weights into the model `build_model` made. Returns the digest of the frozen weights the
+    model now holds (for the checkpoints to come), or None, with nothing loaded, when the checkpoint was trained
+    beside other frozen weights (its init checkpoint or weights file changed since). Checkpoints written before
+    the frozen weights were left out hold every weight, the frozen ones included: those are what it holds now."""
     if "frozen_digest" not in state:
         model.clip.load_state_dict(state["model"])
-        return True
+        return cache.digest(frozen_weights(model), length=24)
     if state["frozen_digest"] != frozen_digest:
-        return False
+        return None
     missing, unexpected = model.clip.load_state_dict(state["model"], strict=False)
-    if unexpected or set(missing) != set(frozen_weights(model)):
-        raise RuntimeError(f"checkpoint does not match the model: missing {sorted(set(missing) - set(frozen_weights(model)))[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-    return True
+    frozen = set(frozen_weights(model))
+    if unexpected or set(missing) != frozen:
+        raise RuntimeError(f"checkpoint does not match the model: frozen weights in it {sorted(frozen - set(missing))[:5]}, "
+                           f"trained weights missing {sorted(set(missing) - frozen)[:5]}, unexpected {unexpected[:5]}")
+    return frozen_digest
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -284,12 +286,15 @@ def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     start_epoch, records = 0, []
     frozen_digest = cache.digest(frozen_weights(model), length=24)
     state = run.load_last(map_location=device, move_aside=info.is_main) if cfg.resume else None
-    if state is not None and not restore(model, state, frozen_digest):
+    restored = restore(model, state, frozen_digest) if state is not None else None
+    if state is not None and restored is None:
+        # not damaged, but not this configuration's: the same warning category, so one filter covers both
         warnings.warn(f"run {run.name}: its checkpoint was trained beside other frozen weights than this configuration "
                       f"gives (the init checkpoint or weights file changed); training starts afresh",
                       runs.DamagedCheckpointWarning, stacklevel=2)
         state = None
     if state is not None:
+        frozen_digest = restored
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         records = list(state["results"]) if "results" in state else results_before(run, start_epoch)

@@ -90,6 +90,9 @@ def _unwrap(state, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     elif isinstance(state, dict) and isinstance(state.get("model"), dict) and "spec" in state:
+        if "frozen_digest" in state:
+            raise WeightsFileError(f"{path}: an epoch's resume checkpoint, holding only the weights that train; give the "
+                                   f"run's model.pt")
         state = state["model"]  # this project's model.pt
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsFileError(f"{path}: holds a {type(state).__name__}, not a dict of tensors; accepted: {ACCEPTED}")

@@ -183,7 +183,8 @@ def test_baselines_start_slowest_first_and_come_back_in_the_profiles_order(tmp_p
 
 def test_runs_and_baselines_share_one_sweep_slowest_first(tiny_dataset, tmp_path, monkeypatch):
     """One sweep: the prompt-learning baselines, then the variants' runs (each once, though two experiments share
-    the main model), then the other baselines slowest first; rows as the two separate calls give them."""
+    the main model), then the other baselines slowest first; a row for every variant x seed, and the baselines'
+    rows in the order they were asked for."""
     from test_adapters import cluster_bank
 
     from addressclip import sweep

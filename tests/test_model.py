@@ -121,6 +121,24 @@ def test_cached_frozen_image_layers_are_exact(mode):
     assert create_model(train_image="all").frozen_image_blocks() is None
 
 
+@pytest.mark.parametrize("mode", ["last:2", "proj"])
+def test_frozen_image_layers_in_chunks_match_one_pass(mode, monkeypatch):
+    """On a CPU the frozen layers run a few images at a time (`CPU_FROZEN_CHUNK`): every image's output, the last
+    short chunk's too, equals one pass over the whole batch to float rounding (oneDNN may pick another kernel for
+    another batch size: one thread and a chunk of 3 move values of up to 25 by 4e-5; full chunks on two threads gave
+    the same bits here, `bench/bench_conv_layout.py --chunk`), and an empty batch gives an empty output."""
+    from addressclip import model as model_module
+
+    m = create_model(train_image=mode).eval()
+    x = torch.rand(2 * model_module.CPU_FROZEN_CHUNK + 3, 3, 128, 128)
+    chunked = m.encode_frozen_image_layers(x)
+    monkeypatch.setattr(model_module, "CPU_FROZEN_CHUNK", len(x))
+    whole = m.encode_frozen_image_layers(x)
+    assert chunked.shape == whole.shape and chunked.is_contiguous()
+    assert torch.allclose(chunked, whole, atol=1e-4)
+    assert m.encode_frozen_image_layers(x[:0]).shape[0] == 0
+
+
 def test_a_gradient_reaches_the_images_through_frozen_layers():
     """Features are computed with folded batch norms under no_grad; when a gradient must reach the images (saliency
     maps) the tower runs unfolded, with the same features to rounding."""

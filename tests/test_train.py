@@ -44,9 +44,22 @@ def test_epoch_checkpoints_keep_only_what_trains_and_resume_from_either_form(tin
     model = build_model(partial, "cpu")
     frozen, trained = set(frozen_weights(model)), {n for n, p in model.clip.named_parameters() if p.requires_grad}
     assert frozen and trained and not frozen & set(state["model"]) and trained <= set(state["model"])
-    assert restore(model, state, cache.digest(frozen_weights(model), length=24))
+    digest = cache.digest(frozen_weights(model), length=24)
+    assert restore(model, state, digest) == digest
     full = {k: v for k, v in state.items() if k != "frozen_digest"}  # the older form: every weight
     full["model"] = model.clip.state_dict()
+    # an older checkpoint's own frozen weights are what the model holds after it: the checkpoints to come say so
+    changed = {**full, "model": {**full["model"]}}
+    name = next(iter(frozen))
+    changed["model"][name] = changed["model"][name] + 1.0
+    other_model = build_model(partial, "cpu")
+    after = restore(other_model, changed, digest)
+    assert after != digest and after == cache.digest(frozen_weights(other_model), length=24)
+    from addressclip.errors import CheckpointError
+    from addressclip.inference import load_model
+
+    with pytest.raises(CheckpointError, match="resume checkpoint.*model.pt"):
+        load_model(run.last_path)
     for name, checkpoint in (("full", full), ("other-frozen", {**state, "frozen_digest": "0" * 24})):
         other = Run(tmp_path / "runs" / name)
         other.folder.mkdir(parents=True)
