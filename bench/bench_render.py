@@ -1,10 +1,13 @@
 """Benchmark the street-view renderer on the real streets of central Helsinki (or Kotka).
 
-    python bench/bench_render.py                 # 300 views at 128 px, supersample 1
+    python bench/bench_render.py                 # 300 views at 128 px, supersample 1, 4 headings a place
     python bench/bench_render.py --n 1000 --size 128 --supersample 2 --city kotka
+    python bench/bench_render.py --headings 1   # every view from its own place: nothing shared between views
 
 One process, no torch. Cameras stand in a lane of a random named street, looking along it or at an angle,
-like the dataset builder's. Prints the scene build time and images per second.
+like the dataset builder's; as in the builder, each place is photographed at `--headings` evenly spaced headings,
+one after another, with one capture seed (its views share the objects around it, the weather and the camera
+noise). Prints the scene build time and images per second.
 """
 from __future__ import annotations
 
@@ -52,19 +55,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--n", type=int, default=300, help="views to render")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--supersample", type=int, default=1)
+    parser.add_argument("--headings", type=int, default=4, help="views per place, one after another (the builder's 4)")
     parser.add_argument("--save", default=None, help="folder to save the first 16 views as PNG")
     args = parser.parse_args(argv)
+    if args.headings < 1:
+        parser.error(f"--headings must be at least 1, got {args.headings}")
 
     t0 = time.perf_counter()
     buildings, streets = load_city(args.city)
     t1 = time.perf_counter()
     scene = build_scene(buildings, streets, seed=0)
     t2 = time.perf_counter()
-    cams = street_cameras(streets, args.n)
-    render_view(scene, cams[0], args.size, 0, supersample=args.supersample)     # warm-up
+    places = street_cameras(streets, -(-args.n // args.headings))
+    cams = [Camera(c.x, c.y, (c.heading + 360.0 * k / args.headings) % 360.0, pitch=c.pitch)
+            for c in places for k in range(args.headings)][: args.n]
+    render_view(scene, cams[0], args.size, -1, supersample=args.supersample)     # warm-up (a capture of its own)
     start = time.perf_counter()
     for i, cam in enumerate(cams):
-        image, _ = render_view(scene, cam, args.size, capture_seed=i, supersample=args.supersample)
+        image, _ = render_view(scene, cam, args.size, capture_seed=i // args.headings, supersample=args.supersample)
         if args.save and i < 16:
             from pathlib import Path
 
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rate = len(cams) / elapsed
     print(f"{scene}")
     print(f"load {t1 - t0:.2f} s, build_scene {t2 - t1:.2f} s")
-    print(f"rendered {len(cams)} views at {args.size} px (supersample {args.supersample}) in {elapsed:.2f} s: "
+    print(f"rendered {len(cams)} views ({args.headings} a place) at {args.size} px (supersample {args.supersample}) in {elapsed:.2f} s: "
           f"{rate:.1f} images/s")
     return {"images": len(cams), "seconds": elapsed, "images_per_s": rate}
 

@@ -255,3 +255,37 @@ def test_helsinki_views_look_like_streets(helsinki):
     assert sum(len(i["buildings"]) > 0 for i in infos) >= 10
     assert any(not b["id"].startswith("fill-") for i in infos for b in i["buildings"])
     assert all(len(i["buildings"]) <= 6 for i in infos)
+
+
+def test_views_of_a_place_share_its_objects_without_changing_a_pixel(helsinki):
+    """The builder renders a place's headings one after another; they reuse the place's objects, weather and
+    camera noise (surfaces._nearby_objects, conditions._conditions, view._camera_effects). Each view must be
+    byte for byte what it is when rendered from nothing, and the shared arrays must be read-only."""
+    from addressclip.datasets.render import conditions, view
+
+    _, streets, scene = helsinki
+    named = streets[streets["name"].notna() & (streets.geometry.length > 60)].reset_index(drop=True)
+    rainy = next(s for s in range(100) if conditions._conditions(scene.seed, s).weather == "rainy")
+    places = []
+    for k, seed in enumerate((rainy, 1, 1)):  # two places with one capture seed: only the place tells them apart
+        p = named.geometry.iloc[7 * k + 3].interpolate(0.5, normalized=True)
+        places.append([(Camera(p.x, p.y, heading), seed) for heading in (0.0, 90.0, 180.0, 270.0)])
+
+    def from_nothing(cam, seed):
+        scene.nearby_objects = None
+        view._camera_effects.cache_clear()
+        conditions._conditions.cache_clear()
+        return _array(scene, cam, seed)
+
+    alone = [[from_nothing(cam, seed) for cam, seed in views] for views in places]
+    scene.nearby_objects = None
+    in_a_row = [[_array(scene, cam, seed) for cam, seed in views] for views in places]
+    for views_alone, views_in_a_row in zip(alone, in_a_row):
+        for (img, info), (img2, info2) in zip(views_alone, views_in_a_row):
+            assert np.array_equal(img, img2) and info == info2
+    assert any(info["cars"] for views in in_a_row for _, info in views)
+    _, objects = scene.nearby_objects
+    surfaces, ent_kind = objects[0], objects[1]
+    assert not surfaces.a.flags.writeable and not ent_kind.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        ent_kind[0] = 0

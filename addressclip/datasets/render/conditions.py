@@ -2,6 +2,7 @@
 street is, drawn from (scene seed, capture seed); and the light they cast on a surface."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,8 +34,9 @@ class _Conditions:
     busy: float                # 0..1: how many people and parked cars
 
 
+@functools.lru_cache(maxsize=8)
 def _conditions(scene_seed: int, capture_seed: int) -> _Conditions:
-    """Weather, time of day, sun and sky for one capture."""
+    """Weather, time of day, sun and sky for one capture (kept for the capture's other views; read-only)."""
     rng = _rng(scene_seed, capture_seed, 0xC0DE)
     weather = WEATHERS[int(rng.choice(4, p=[0.4, 0.3, 0.15, 0.15]))]
     tod = TIMES_OF_DAY[int(rng.integers(4))]
@@ -55,7 +57,7 @@ def _conditions(scene_seed: int, capture_seed: int) -> _Conditions:
         top, horizon = top * np.array([0.8, 0.8, 0.9]), np.array([0.95, 0.72, 0.55], np.float32)
     greens = [(58, 98, 44), (72, 110, 50), (90, 112, 48), (120, 118, 52)]      # summer to early autumn
     foliage = np.array(greens[int(rng.choice(4, p=[.4, .3, .2, .1]))], np.float32) / 255
-    return _Conditions(
+    cond = _Conditions(
         weather=weather, time_of_day=tod, sun=sun, sun_rgb=np.array(sun_rgb, np.float32), ambient=ambient,
         direct=direct, sky_top=top.astype(np.float32), sky_horizon=horizon.astype(np.float32),
         fog_rgb=horizon.astype(np.float32), visibility=vis * rng.uniform(0.8, 1.25),
@@ -63,12 +65,21 @@ def _conditions(scene_seed: int, capture_seed: int) -> _Conditions:
         cloud_cover={"clear": 0.35, "overcast": 0.9, "hazy": 0.5, "rainy": 1.0}[weather] * rng.uniform(0.6, 1.0),
         cloud_seed=int(rng.integers(1 << 30)), foliage=foliage, busy=float(rng.uniform(0.2, 1.0)),
     )
+    for value in vars(cond).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return cond
 
 
 def _light(cond: _Conditions, lambert: np.ndarray) -> np.ndarray:
     """RGB light on a surface: sky light plus sunlight times its cosine factor."""
     sky = np.array([0.94, 0.97, 1.04], np.float32) if cond.weather == "clear" else np.ones(3, np.float32)
-    return (cond.ambient * sky)[None] + (cond.direct * lambert)[:, None] * cond.sun_rgb[None]
+    base, direct = cond.ambient * sky, cond.direct * lambert
+    # a column at a time: numpy broadcasts an (n, 1) by (1, 3) product ~5x slower than three (n,) products
+    light = np.empty((len(direct), 3), np.result_type(base, direct, cond.sun_rgb))
+    for k in range(3):
+        light[:, k] = base[k] + direct * cond.sun_rgb[k]
+    return light
 
 
 def _wall_lambert(cond: _Conditions, normal: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ def _describe(scene: Scene, cap: _Capture, cond: _Conditions, labels: np.ndarray
     # nearest first, by the nearest visible pixel (on the level canvas, before any pitch warp)
     lv, dv = level.ravel(), depth.ravel()
     obj = lv >= 0
-    nearest = np.full(len(cap.ent_kind), np.inf)
+    # float32 like the depths: ufunc.at then takes numpy's fast path (30x faster than casting to float64)
+    nearest = np.full(len(cap.ent_kind), np.inf, np.float32)
     np.minimum.at(nearest, lv[obj], dv[obj])
     nearest = nearest[b_ent]
     buildings = []

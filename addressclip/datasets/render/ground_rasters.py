@@ -97,9 +97,10 @@ def _grid_bilinear(scene: Scene, grid: np.ndarray, x: np.ndarray, y: np.ndarray)
     wx, wy = (fx - ix).astype(np.float32), (fy - iy).astype(np.float32)
     h, w = grid.shape
     inside = (ix >= 0) & (iy >= 0) & (ix < w - 1) & (iy < h - 1)
-    ix, iy = np.where(inside, ix, 0), np.where(inside, iy, 0)
-    v00, v01 = grid[iy, ix].astype(np.float32), grid[iy, ix + 1].astype(np.float32)
-    v10, v11 = grid[iy + 1, ix].astype(np.float32), grid[iy + 1, ix + 1].astype(np.float32)
+    corner = np.where(inside, iy * w + ix, 0)  # flat index of the lower-left cell: `take` gathers twice as fast
+    flat = grid.reshape(-1)
+    v00, v01 = flat.take(corner).astype(np.float32), flat.take(corner + 1).astype(np.float32)
+    v10, v11 = flat.take(corner + w).astype(np.float32), flat.take(corner + w + 1).astype(np.float32)
     out = (v00 + (v01 - v00) * wx) * (1 - wy) + (v10 + (v11 - v10) * wx) * wy
     return np.where(inside, out, np.float32(_FAR))
 

@@ -17,13 +17,23 @@ def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng([2 * int(k) if k >= 0 else -2 * int(k) - 1 for k in keys])
 
 
+_KX, _KY, _KSEED = 374761393, 668265263, 1442695041   # lattice hash multipliers
+
+
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: Any = 0) -> np.ndarray:
     """Uniform [0, 1) per integer lattice point; seed may be per point."""
-    h = (np.asarray(ix, np.int64) * 374761393 + np.asarray(iy, np.int64) * 668265263
-         + np.asarray(seed, np.int64) * 1442695041) & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
-    h ^= h >> 16
-    return (h & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
+    return _scramble(np.asarray(ix, np.int64) * _KX + np.asarray(iy, np.int64) * _KY + np.asarray(seed, np.int64) * _KSEED)
+
+
+def _scramble(h: np.ndarray) -> np.ndarray:
+    """The hash's mixing of an int64 lattice key, modulo 2**32 (so sums of keys may wrap): in uint32, whose
+    products wrap as the hash needs, at half the memory traffic of int64."""
+    h = h.astype(np.uint32)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(1274126177)
+    h ^= h >> np.uint32(16)
+    h &= np.uint32(0xFFFFFF)
+    return h.astype(np.float32) / np.float32(1 << 24)
 
 
 def _value_noise(x: np.ndarray, y: np.ndarray, seed: Any = 0) -> np.ndarray:
@@ -32,8 +42,10 @@ def _value_noise(x: np.ndarray, y: np.ndarray, seed: Any = 0) -> np.ndarray:
     ix, iy = fx.astype(np.int64), fy.astype(np.int64)
     sx, sy = x - fx, y - fy
     sx, sy = (sx * sx * (3 - 2 * sx)).astype(np.float32), (sy * sy * (3 - 2 * sy)).astype(np.float32)
-    a, b = _hash01(ix, iy, seed), _hash01(ix + 1, iy, seed)
-    c, d = _hash01(ix, iy + 1, seed), _hash01(ix + 1, iy + 1, seed)
+    # the four corners' keys from one: (ix + 1) * _KX = ix * _KX + _KX, exactly (modular arithmetic)
+    key = ix * _KX + iy * _KY + np.asarray(seed, np.int64) * _KSEED
+    a, b = _scramble(key), _scramble(key + _KX)
+    c, d = _scramble(key + _KY), _scramble(key + (_KX + _KY))
     return (a + (b - a) * sx) * (1 - sy) + (c + (d - c) * sx) * sy
 
 

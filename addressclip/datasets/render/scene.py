@@ -54,6 +54,8 @@ class Scene:
         self.building_grid = np.zeros((2, 2), bool)
         # street trees (fixed features of a street, like the buildings)
         self.trees = np.zeros((0, 5))   # x, y, crown base, crown radius, tint seed
+        # (key, objects) of the last place rendered, reused by its other headings (surfaces._nearby_objects)
+        self.nearby_objects: tuple | None = None
 
     @property
     def n_buildings(self) -> int:

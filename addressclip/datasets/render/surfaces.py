@@ -108,6 +108,24 @@ def _in_frustum(s: _Surfaces, fwd: np.ndarray, right: np.ndarray, tan_half: floa
 def _capture_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Conditions, fwd: np.ndarray,
                      right: np.ndarray, tan_half: float) -> _Capture:
     """Every surface this view can see: nearby buildings' walls, parked cars, street trees, people."""
+    surf, ent_kind, ent_ref, cars, people = _nearby_objects(scene, cam, capture_seed, cond)
+    keep = _in_frustum(surf, fwd, right, tan_half)
+    surf = _Surfaces(*(getattr(surf, f)[keep] for f in _Surfaces.__dataclass_fields__))
+    shape = np.zeros(len(surf.kind))
+    crown = surf.kind == K_CROWN
+    shape[crown] = scene.trees[ent_ref[surf.entity[crown]], 3]
+    person = surf.kind == K_PERSON
+    shape[person] = surf.zt[person]
+    return _Capture(surf, ent_kind, ent_ref, cars, people, shape)
+
+
+def _nearby_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Conditions) -> tuple:
+    """The surfaces around the camera before the view's frustum culls them, with their entities, cars and people:
+    the same for every heading. The dataset builder renders a place's headings one after another, so the last
+    place's objects are kept on the scene (read-only) and its other views reuse them (3 of every 4 views)."""
+    key = (capture_seed, cam.x, cam.y, cam.height, cond.busy)
+    if scene.nearby_objects is not None and scene.nearby_objects[0] == key:
+        return scene.nearby_objects[1]
     # not seeded by heading, so views of one place with one capture seed agree on cars and people
     rng = _rng(scene.seed, capture_seed, 0x0B7, int(round(cam.x * 10)), int(round(cam.y * 10)))
     parts: list[_Surfaces] = []
@@ -165,13 +183,11 @@ def _capture_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Condit
         z = np.zeros(0)
         surf = _Surfaces(np.zeros((0, 2)), np.zeros((0, 2)), z, z, z.astype(int), z.astype(int), np.zeros((0, 2)),
                          z.astype(int), z, z)
-    keep = _in_frustum(surf, fwd, right, tan_half)
-    surf = _Surfaces(*(getattr(surf, f)[keep] for f in _Surfaces.__dataclass_fields__))
     ent_kind = np.concatenate(kinds) if kinds else np.zeros(0, int)
     ent_ref = np.concatenate(refs) if refs else np.zeros(0, int)
-    shape = np.zeros(len(surf.kind))
-    crown = surf.kind == K_CROWN
-    shape[crown] = scene.trees[ent_ref[surf.entity[crown]], 3]
-    person = surf.kind == K_PERSON
-    shape[person] = surf.zt[person]
-    return _Capture(surf, ent_kind, ent_ref, cars, people, shape)
+    shared = [*(getattr(surf, f) for f in _Surfaces.__dataclass_fields__), ent_kind, ent_ref, *cars.values(),
+              *people.values()]
+    for array in shared:
+        array.flags.writeable = False  # shared by the place's views: a stage that wrote into one would fail here
+    scene.nearby_objects = (key, (surf, ent_kind, ent_ref, cars, people))
+    return scene.nearby_objects[1]
