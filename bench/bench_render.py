@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rate = len(cams) / elapsed
     print(f"{scene}")
     print(f"load {t1 - t0:.2f} s, build_scene {t2 - t1:.2f} s")
-    print(f"rendered {len(cams)} views ({args.headings} a place) at {args.size} px (supersample {args.supersample}) in {elapsed:.2f} s: "
-          f"{rate:.1f} images/s")
+    print(f"rendered {len(cams)} views ({args.headings} a place) at {args.size} px (supersample {args.supersample}) "
+          f"in {elapsed:.2f} s: {rate:.1f} images/s")
     return {"images": len(cams), "seconds": elapsed, "images_per_s": rate}
 
 

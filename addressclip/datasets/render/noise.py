@@ -22,17 +22,19 @@ _KX, _KY, _KSEED = 374761393, 668265263, 1442695041   # lattice hash multipliers
 
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: Any = 0) -> np.ndarray:
     """Uniform [0, 1) per integer lattice point; seed may be per point."""
-    return _scramble(np.asarray(ix, np.int64) * _KX + np.asarray(iy, np.int64) * _KY + np.asarray(seed, np.int64) * _KSEED)
+    return _scramble(np.asarray(ix, np.int64) * _KX + np.asarray(iy, np.int64) * _KY
+                     + np.asarray(seed, np.int64) * _KSEED)
 
 
 def _scramble(h: np.ndarray) -> np.ndarray:
     """The hash's mixing of an int64 lattice key, modulo 2**32 (so sums of keys may wrap): in uint32, whose
     products wrap as the hash needs, at half the memory traffic of int64."""
-    h = h.astype(np.uint32)
-    h ^= h >> np.uint32(13)
-    h *= np.uint32(1274126177)
-    h ^= h >> np.uint32(16)
-    h &= np.uint32(0xFFFFFF)
+    with np.errstate(over="ignore"):  # the wrap is the hash (numpy warns of it for scalars, not for arrays)
+        h = h.astype(np.uint32)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(1274126177)
+        h ^= h >> np.uint32(16)
+        h &= np.uint32(0xFFFFFF)
     return h.astype(np.float32) / np.float32(1 << 24)
 
 

@@ -124,8 +124,9 @@ def _nearby_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Conditi
     the same for every heading. The dataset builder renders a place's headings one after another, so the last
     place's objects are kept on the scene (read-only) and its other views reuse them (3 of every 4 views)."""
     key = (capture_seed, cam.x, cam.y, cam.height, cond.busy)
-    if scene.nearby_objects is not None and scene.nearby_objects[0] == key:
-        return scene.nearby_objects[1]
+    cached = scene.nearby_objects  # read once: another thread rendering this scene may replace it
+    if cached is not None and cached[0] == key:
+        return cached[1]
     # not seeded by heading, so views of one place with one capture seed agree on cars and people
     rng = _rng(scene.seed, capture_seed, 0x0B7, int(round(cam.x * 10)), int(round(cam.y * 10)))
     parts: list[_Surfaces] = []
@@ -189,5 +190,6 @@ def _nearby_objects(scene: Scene, cam: Camera, capture_seed: int, cond: _Conditi
               *people.values()]
     for array in shared:
         array.flags.writeable = False  # shared by the place's views: a stage that wrote into one would fail here
-    scene.nearby_objects = (key, (surf, ent_kind, ent_ref, cars, people))
-    return scene.nearby_objects[1]
+    objects = (surf, ent_kind, ent_ref, cars, people)
+    scene.nearby_objects = (key, objects)
+    return objects

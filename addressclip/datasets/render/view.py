@@ -43,6 +43,7 @@ def render_view(scene: Scene, camera: Camera, size: int = 128, capture_seed: int
     if not 10.0 <= camera.fov <= 150.0:
         raise ValueError(f"fov must be within [10, 150] degrees, got {camera.fov}")
     ss = max(1, int(supersample))
+    capture_seed = int(capture_seed)  # a hashable key for the caches, however it is given
     n = size * ss
     cond = _conditions(scene.seed, capture_seed)
     canvas = _canvas(n, camera.fov, camera.pitch)
