@@ -22,8 +22,12 @@ _KX, _KY, _KSEED = 374761393, 668265263, 1442695041   # lattice hash multipliers
 
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: Any = 0) -> np.ndarray:
     """Uniform [0, 1) per integer lattice point; seed may be per point."""
-    return _scramble(np.asarray(ix, np.int64) * _KX + np.asarray(iy, np.int64) * _KY
-                     + np.asarray(seed, np.int64) * _KSEED)
+    return _scramble(_key(ix, iy, seed))
+
+
+def _key(ix: Any, iy: Any, seed: Any) -> np.ndarray:
+    """The int64 lattice key of a point (wrapping is harmless: the hash uses it modulo 2**32)."""
+    return np.asarray(ix, np.int64) * _KX + np.asarray(iy, np.int64) * _KY + np.asarray(seed, np.int64) * _KSEED
 
 
 def _scramble(h: np.ndarray) -> np.ndarray:
@@ -45,7 +49,7 @@ def _value_noise(x: np.ndarray, y: np.ndarray, seed: Any = 0) -> np.ndarray:
     sx, sy = x - fx, y - fy
     sx, sy = (sx * sx * (3 - 2 * sx)).astype(np.float32), (sy * sy * (3 - 2 * sy)).astype(np.float32)
     # the four corners' keys from one: (ix + 1) * _KX = ix * _KX + _KX, exactly (modular arithmetic)
-    key = ix * _KX + iy * _KY + np.asarray(seed, np.int64) * _KSEED
+    key = _key(ix, iy, seed)
     a, b = _scramble(key), _scramble(key + _KX)
     c, d = _scramble(key + _KY), _scramble(key + (_KX + _KY))
     return (a + (b - a) * sx) * (1 - sy) + (c + (d - c) * sx) * sy

@@ -1,0 +1,30 @@
+"""bench/bench_render.py at small scale: whole places (the builder's 4 headings), single views, a bad count."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyrosm")
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bench_render.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_render", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("headings", [4, 1])
+def test_renders_whole_places_or_single_views(headings, capsys):
+    out = _bench().main(["--city", "kotka", "--n", "6", "--size", "32", "--headings", str(headings)])
+    assert out["images"] == 6 and out["images_per_s"] > 0
+    assert f"rendered 6 views ({headings} a place) at 32 px" in capsys.readouterr().out
+
+
+def test_refuses_fewer_than_one_heading(capsys):
+    with pytest.raises(SystemExit):
+        _bench().main(["--headings", "0"])
+    assert "--headings must be at least 1, got 0" in capsys.readouterr().err
