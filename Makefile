@@ -53,13 +53,21 @@ demo: env
 	$(MAKE) --no-print-directory -j$(DEMO_JOBS) demo-notebooks
 	$(MAKE) --no-print-directory reports
 
-# $(call notebook,NOTEBOOK,EXECUTED COPY,PARAMETERS): the command as it starts (without a progress bar: two may run
-# at once), then how long it took or that it failed. The demo-* targets are make demo's steps (it builds env first).
-papermill_command = $(PAPERMILL) --no-progress-bar notebooks/$(1).ipynb $(EXECUTED)/$(2).ipynb $(3)
-notebook = @echo '$(subst ','\'',$(call papermill_command,$(1),$(2),$(3)))'; start=$$(date +%s); \
-  $(call papermill_command,$(1),$(2),$(3)) || { status=$$?; \
+# $(call notebook,NOTEBOOK,EXECUTED COPY,PARAMETERS[,ENVIRONMENT]): the command as it starts (without a progress bar:
+# two may run at once), then how long it took or that it failed. The demo-* targets are make demo's steps (it builds
+# env first).
+papermill_command = $(if $(4),$(4) )$(PAPERMILL) --no-progress-bar notebooks/$(1).ipynb $(EXECUTED)/$(2).ipynb $(3)
+notebook = @echo '$(subst ','\'',$(call papermill_command,$(1),$(2),$(3),$(4)))'; start=$$(date +%s); \
+  $(call papermill_command,$(1),$(2),$(3),$(4)) || { status=$$?; \
   echo "$(EXECUTED)/$(2).ipynb: failed after $$(( $$(date +%s) - start )) s"; exit $$status; }; \
   echo "$(EXECUTED)/$(2).ipynb: done in $$(( $$(date +%s) - start )) s"
+
+# 05 runs beside 04, whose sweep holds every core with a one-thread process (addressclip/threads.py), so 05 computes
+# with one thread too (OMP_NUM_THREADS, read at start by torch, numpy's BLAS and scikit-learn). With torch's default of
+# a thread per core, the threads of the three processes spin-wait on each other's cores: 05 beside two ablation-run
+# processes took 120 s, and they 147-155 s for 4 runs each; with one thread, 53 s and 114-117 s. Run alone
+# (DEMO_JOBS=1, after 04), 05 keeps every core.
+BESIDE_SWEEP = $(if $(filter 1,$(DEMO_JOBS)),,OMP_NUM_THREADS=1)
 
 demo-01-helsinki:
 	$(call notebook,01_build_dataset,01_build_dataset,-p dataset helsinki-synth)
@@ -72,7 +80,7 @@ demo-03: demo-02
 demo-04: demo-03
 	$(call notebook,04_ablations,04_ablations,-p profile demo)
 demo-05: demo-03
-	$(call notebook,05_visualise,05_visualise,-p run demo -p dataset helsinki-synth)
+	$(call notebook,05_visualise,05_visualise,-p run demo -p dataset helsinki-synth,$(BESIDE_SWEEP))
 demo-notebooks: demo-04 demo-05
 
 reports: env

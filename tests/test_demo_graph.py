@@ -4,6 +4,7 @@ what is derived from the commands' parameters: a dataset from the `01` that buil
 names it, and the alignment run from `02` (which trains it; `04` would otherwise train it at the same time)."""
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -17,7 +18,7 @@ from addressclip.paths import REPO_ROOT
 from test_readme import VENV_BIN, check_papermill
 
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
-RULE = re.compile(r"^(demo-[\w-]+):([^\n=]*)\n(?:\t\$\(call notebook,(\w+),([\w-]+),([^)]*)\))?", flags=re.M)
+RULE = re.compile(r"^(demo-[\w-]+):([^\n=]*)\n(?:\t\$\(call notebook,(\w+),([\w-]+),([^,)]*))?", flags=re.M)
 
 
 def demo_graph() -> tuple[dict[str, set[str]], dict[str, tuple[str, dict[str, str]]], dict[str, str]]:
@@ -77,7 +78,8 @@ def make(*args: str, **env: str) -> subprocess.CompletedProcess:
     if shutil.which("make") is None:
         pytest.skip("GNU make is not installed")
     return subprocess.run(["make", "--no-print-directory", *args, f"VENV={VENV_BIN.parent}", *(f"{k}={v}" for k, v in env.items())],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})  # only what make sets
 
 
 def test_the_demo_commands_are_ones_the_notebooks_accept():
@@ -88,6 +90,8 @@ def test_the_demo_commands_are_ones_the_notebooks_accept():
     copies = []
     for command in commands:
         argv = shlex.split(command)
+        while "=" in argv[0]:  # an environment assignment before papermill (05's one thread beside 04's sweep)
+            argv.pop(0)
         assert Path(argv[0]) == VENV_BIN / "papermill" and argv[1:4] == ["--log-level", "WARNING", "--no-progress-bar"]
         check_papermill([argv[0], *argv[4:]])
         copies.append(argv[5])
@@ -121,3 +125,22 @@ case "$2" in *04_ablations*) exit 3;; esac
         running += 1 if what == "start" else -1
         most = max(most, running)
     assert most == 2  # the two datasets side by side (and 05 beside 04)
+
+
+@pytest.mark.parametrize("jobs", ["2", "1"])
+def test_05_computes_with_one_thread_beside_the_sweep_and_with_every_core_alone(tmp_path, jobs):
+    """05 runs beside 04, whose sweep holds every core with a one-thread process: 05 gets OMP_NUM_THREADS=1 (torch,
+    numpy's BLAS and scikit-learn read it at start); no other notebook does, nor 05 when the notebooks run one at a
+    time (DEMO_JOBS=1)."""
+    log, stub = tmp_path / "log", tmp_path / "papermill"
+    stub.write_text(f"""#!/bin/sh
+echo "$3 ${{OMP_NUM_THREADS:-unset}}" >> {log}
+""")
+    stub.chmod(0o755)
+    done = make(f"-j{jobs}", "demo-notebooks", PAPERMILL=str(stub), DEMO_JOBS=jobs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    threads = dict(line.split() for line in log.read_text().splitlines())
+    _, _, copies = demo_graph()
+    assert {Path(c).stem for c in threads} == set(copies.values())
+    expected = {copy: ("1" if target == "demo-05" and jobs != "1" else "unset") for target, copy in copies.items()}
+    assert {Path(c).stem: n for c, n in threads.items()} == expected
