@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-START = re.compile(r"^\S*papermill .*? notebooks/\S+\.ipynb (\S+\.ipynb)")
+START = re.compile(r"^(?:\w+=\S*\s+)*\S*papermill .*? notebooks/\S+\.ipynb (\S+\.ipynb)")  # after any VAR=value
 DONE = re.compile(r"^(\S+\.ipynb): done in \d+ s$")
 REPORTS = re.compile(r"^\S*jupyter nbconvert ")
 

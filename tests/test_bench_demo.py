@@ -36,7 +36,7 @@ def bench(tmp_path, repo, name: str) -> dict:
 def test_stages_side_by_side_and_one_after_the_other(tmp_path):
     graph = stand_in(tmp_path, "graph", "".join([
         "\t@echo 'python3 -m venv .venv'; sleep 0.3; echo 'touch .venv/.installed'\n",
-        f"\t@echo '{PM.format(nb='01_a', copy='01_a')}'; echo '{PM.format(nb='01_a', copy='01_b')}'; sleep 1; "
+        f"\t@echo '{PM.format(nb='01_a', copy='01_a')}'; echo 'OMP_NUM_THREADS=1 {PM.format(nb='01_a', copy='01_b')}'; sleep 1; "
         "echo 'outputs/executed/01_a.ipynb: done in 1 s'; sleep 1; echo 'outputs/executed/01_b.ipynb: done in 2 s'\n",
         "\t@echo '.venv/bin/jupyter nbconvert --to html'; sleep 0.5\n"]))
     stages = bench(tmp_path, graph, "graph")
