@@ -62,11 +62,11 @@ notebook = @echo '$(subst ','\'',$(call papermill_command,$(1),$(2),$(3),$(4)))'
   echo "$(EXECUTED)/$(2).ipynb: failed after $$(( $$(date +%s) - start )) s"; exit $$status; }; \
   echo "$(EXECUTED)/$(2).ipynb: done in $$(( $$(date +%s) - start )) s"
 
-# 05 runs beside 04, whose sweep holds every core with a one-thread process (addressclip/threads.py), so 05 computes
-# with one thread too (OMP_NUM_THREADS, read at start by torch, numpy's BLAS and scikit-learn). With torch's default of
-# a thread per core, the threads of the three processes spin-wait on each other's cores: 05 beside two ablation-run
-# processes took 120 s, and they 147-155 s for 4 runs each; with one thread, 53 s and 114-117 s. Run alone
-# (DEMO_JOBS=1, after 04), 05 keeps every core.
+# Under make demo, 05 runs beside 04, whose sweep holds every core with a one-thread process (addressclip/threads.py),
+# so 05 computes with one thread too (OMP_NUM_THREADS, read at start by torch, numpy's BLAS and scikit-learn). With
+# torch's default of a thread per core, the three processes' threads spin-wait for each other's cores: in
+# bench/bench_last_phase.py, 05 took 127.8 s with two threads and 48.6 s with one, and CoOp's seeds beside it 105-112 s
+# and 77 s (README, "Speed"). Run alone (DEMO_JOBS=1, after 04), 05 keeps every core.
 BESIDE_SWEEP = $(if $(filter 1,$(DEMO_JOBS)),,OMP_NUM_THREADS=1)
 
 demo-01-helsinki:

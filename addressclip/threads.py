@@ -11,8 +11,8 @@
   intra-op thread each, so the numbers are the same).
 - A process beside a sweep (`make demo` runs 05 beside 04's) computes with one thread: the Makefile starts it with
   ``OMP_NUM_THREADS=1``. With a thread per core, its threads spin-wait for cores the sweep holds, and slow the
-  sweep too: 05 beside two single-threaded ablation-run processes took 120 s with 2 threads and 53 s with one, and
-  the two processes' runs took 147-155 s and 114-117 s.
+  sweep too: beside it (bench/bench_last_phase.py), 05 took 127.8 s with 2 threads and 48.6 s with one, and the
+  CoOp seeds training beside 05 105-112 s and 77 s.
 - Reading images for a model (training, evaluation, prediction, features: `loader_workers`, `loader_options`):
   on a CPU, no DataLoader worker: the images are decoded in the process itself, between the encoder's batches,
   and the encoder keeps every core as its intra-op threads. The encoder saturates the cores, so a decoding worker
