@@ -24,7 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-START = re.compile(r"^(?:\w+=\S*\s+)*\S*papermill .*? notebooks/\S+\.ipynb (\S+\.ipynb)")  # after any VAR=value
+# a notebook's papermill command, after any VAR=value it starts with (its environment)
+START = re.compile(r"^(?P<env>(?:\w+=\S*\s+)*)\S*papermill .*? notebooks/\S+\.ipynb (?P<copy>\S+\.ipynb)")
 DONE = re.compile(r"^(\S+\.ipynb): done in \d+ s$")
 REPORTS = re.compile(r"^\S*jupyter nbconvert ")
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
             elif text.startswith("touch ") and text.endswith(".installed"):
                 marks.setdefault("environment", [0.0, now])[1] = now
             elif (m := START.match(text)):
-                marks[Path(m.group(1)).stem] = [now, now]
+                marks[Path(m["copy"]).stem] = [now, now]
             elif (m := DONE.match(text)):
                 marks.setdefault(Path(m.group(1)).stem, [now, now])[1] = now
             elif REPORTS.match(text):

@@ -21,8 +21,8 @@ import subprocess
 import time
 from pathlib import Path
 
-DONE = re.compile(r"^\S*?(\w+)\.ipynb: done in (\d+) s$")
-STARTS_05 = re.compile(r"^((?:\w+=\S*\s+)*)\S*papermill .*notebooks/05_visualise\.ipynb ")  # its environment first
+from bench_demo import DONE, START  # make demo's lines: a notebook starts, a notebook is done
+
 JOB = re.compile(r"^(?:baseline (?P<baseline>[\w-]+) / seed (?P<bseed>\d+): .*\((?P<bsec>[\d.]+) s\)"
                  r"|(?P<experiment>\w+) / (?P<variant>[^/]+?) / seed (?P<seed>\d+): \S+ \((?P<sec>\d+) s\))$")
 TABLE = "outputs/tables/ablation-runs-demo-helsinki-synth.csv"
@@ -80,12 +80,10 @@ def main(argv: list[str] | None = None) -> dict:
     with subprocess.Popen(command, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as make:
         for line in make.stdout:
             print(f"{time.monotonic() - t0:8.1f} {line.rstrip()}", flush=True)
-            m = DONE.match(line.strip())
-            if m:
-                ended[m[1]] = time.monotonic() - t0
-            m = STARTS_05.match(line.strip())
-            if m:
-                env_05 = m[1].strip()
+            if (m := DONE.match(line.strip())):
+                ended[Path(m[1]).stem] = time.monotonic() - t0
+            elif (m := START.match(line.strip())) and Path(m["copy"]).stem == "05_visualise":
+                env_05 = m["env"].strip()
     if make.returncode:
         raise SystemExit(f"make exited with {make.returncode}")
     jobs = job_seconds(clone / "outputs/executed/04_ablations.ipynb")
