@@ -6,12 +6,18 @@ then the frozen layers channels-last with their batch norms folded into the conv
     .venv/bin/python bench/bench_conv_layout.py --threads 2
     .venv/bin/python bench/bench_conv_layout.py --threads 1 --bf16   # also channels-last under bf16 autocast
     .venv/bin/python bench/bench_conv_layout.py --threads 2 --chunk   # also the frozen layers in chunks (AddressCLIP's)
+    .venv/bin/python bench/bench_conv_layout.py --threads 1 --pool-grad   # also the step with the pooled gradient channels-last
 
 ``--bf16`` adds the same two passes, channels-last, under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (oneDNN's
 bf16 kernels: AMX where the CPU has it), with how far its frozen outputs are from fp32's: what a bf16 demo would gain.
 ``--chunk`` times the folded frozen layers on the whole batch in one pass against chunks of `CPU_FROZEN_CHUNK` images
 (what `AddressCLIP.encode_frozen_image_layers` does on a CPU: the early layers are bound by memory), and says whether
 the two give the same bits.
+``--pool-grad`` times the channels-last training step as `AddressCLIP` runs it against the same step with the global
+pool's gradient turned channels-last before it reaches the last batch norm (`bn2`): the pool hands its gradient back in
+the standard layout, so that batch norm's backward pass meets two layouts. It says whether the trained weights'
+gradients keep their bits: on the AMD EPYC measured here they did not (that batch norm then sums in another order),
+so `AddressCLIP` does not do it; every trained number would move (README, "Speed").
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--bf16", action="store_true", help="also time channels-last under bf16 autocast")
     ap.add_argument("--chunk", action="store_true", help="also time the frozen layers in one pass against in chunks")
+    ap.add_argument("--pool-grad", action="store_true", help="also time the step with the pooled gradient channels-last")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,14 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
 
-    def step(layout, bf16=False):
+    def step(layout, bf16=False, pool_grad_channels_last=False):
         for p in trainable:
             p.grad = None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # the forward pass; backward follows its dtypes
             x = cached.contiguous(memory_format=layout)
             for block in trunk.blocks[k:]:
                 x = block(x)
-            out = model.clip.visual.head(trunk.forward_head(trunk.bn2(trunk.conv_head(x))))
+            x = trunk.bn2(trunk.conv_head(x))
+            if pool_grad_channels_last:
+                x.register_hook(lambda grad: grad.contiguous(memory_format=torch.channels_last))
+            out = model.clip.visual.head(trunk.forward_head(x))
         out.float().sum().backward()
 
     print(f"{args.backbone}, {model.image_size} px, batch {args.batch_size}, {torch.get_num_threads()} intra-op threads "
@@ -106,6 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  frozen layers, folded: batch of {len(images)} in one pass {folded:.1f} ms, in chunks of {chunk} "
               f"{chunked:.1f} ms, {folded / chunked:.2f}x; {same}")
     model.train()
+    if args.pool_grad:
+        grads = []
+        for turned in (False, True):
+            step(torch.channels_last, pool_grad_channels_last=turned)
+            grads.append({id(p): p.grad.clone() for p in trainable if p.grad is not None})
+        same = all(torch.equal(grads[0][i], grads[1][i]) for i in grads[0])
+        diff = max((grads[0][i] - grads[1][i]).abs().max().item() for i in grads[0])
+        times = {turned: [] for turned in (False, True)}
+        for _ in range(3):  # alternating rounds: this host's speed drifts
+            for turned in (False, True):
+                times[turned].append(timed(lambda: step(torch.channels_last, pool_grad_channels_last=turned), args.repeats))
+        now, turned = statistics.median(times[False]), statistics.median(times[True])
+        print(f"  training step, channels-last: as AddressCLIP runs it {now:.1f} ms, pooled gradient channels-last "
+              f"{turned:.1f} ms, {now / turned:.2f}x (medians of 3 alternating rounds); gradients "
+              + ("the same bits" if same else f"not the same bits (largest difference {diff:.2e})"))
     if args.bf16:
         for name, fn in passes:
             fp32 = timed(lambda: fn(torch.channels_last), args.repeats)

@@ -10,7 +10,8 @@ the line that ends it (`touch .venv/.installed`; "<copy>.ipynb: done in N s", or
 notebooks one after the other without saying so, the next stage's start); the reports run from `jupyter nbconvert`
 to the end. Busy cores come from /proc/stat (Linux), read every second: user, system and interrupt
 time over the stage, summed over CPUs; the hypervisor's steal time is printed beside them. Notebooks that run side
-by side overlap, so their seconds add up to more than the total.
+by side overlap, so their seconds add up to more than the total. The summary names the CPU and the widest vector
+extension it reports (AVX-512 or AVX2): hosts that report one model name differ in it.
 """
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ def cpu_times() -> tuple[float, float, float] | None:
         return None
     user, nice, system, idle, iowait, irq, softirq, steal = fields
     return user + nice + system + irq + softirq, sum(fields), steal
+
+
+def vector_width(cpuinfo: str) -> str | None:
+    """The widest x86 vector extension the CPU reports ("AVX-512", "AVX2"), or None (none of them, or not x86). Hosts
+    that report one model name differ in it ("AMD EPYC" with and without AVX-512), and so do the numerics of ATen's
+    kernels and the speed of its matrix products (README, "Speed")."""
+    flags = set(next(iter(re.findall(r"^flags\s*:\s*(.+)$", cpuinfo, flags=re.M)), "").split())
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+
+
+def cpu_vectors() -> str | None:
+    try:
+        return vector_width(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
 
 
 def cpu_name() -> str:
@@ -117,9 +133,10 @@ def main(argv: list[str] | None = None) -> dict:
         cores, steal = busy(start, end)
         stages.append({"stage": stage, "start_s": round(start, 1), "seconds": round(end - start, 1),
                        "busy_cores": cores, "steal_cores": steal})
-    result = {"commit": commit, "cpu": cpu_name(), "cores": os.cpu_count(), "exit_status": make.returncode,
-              "stages": stages, "log": f"{folder}.log"}
-    print(f"\nmake demo at {commit} on {result['cpu']} ({result['cores']} cores), exit status {make.returncode}")
+    result = {"commit": commit, "cpu": cpu_name(), "cpu_vectors": cpu_vectors(), "cores": os.cpu_count(),
+              "exit_status": make.returncode, "stages": stages, "log": f"{folder}.log"}
+    vectors = f"{result['cpu_vectors']}, " if result["cpu_vectors"] else ""
+    print(f"\nmake demo at {commit} on {result['cpu']} ({vectors}{result['cores']} cores), exit status {make.returncode}")
     print("| stage | starts at (s) | seconds | busy cores | steal |\n|---|---|---|---|---|")
     for s in stages:
         print(f"| {s['stage']} | {s['start_s']} | {s['seconds']} | {s['busy_cores']} | {s['steal_cores']} |")

@@ -52,3 +52,15 @@ def test_stages_side_by_side_and_one_after_the_other(tmp_path):
     stages = bench(tmp_path, serial, "serial")
     assert stages["01_a"]["seconds"] == pytest.approx(1, abs=0.4) and stages["02_b"]["seconds"] == pytest.approx(0.5, abs=0.4)
     assert "reports" not in stages and "environment" not in stages
+
+
+def test_names_the_widest_vector_extension_the_cpu_reports():
+    from bench_scripts import load
+
+    module = load("bench_demo")
+    line = "processor\t: {n}\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 {extra} fma\n\n"
+    assert module.vector_width("".join(line.format(n=n, extra="avx avx2 avx512f avx512bw") for n in range(2))) == "AVX-512"
+    assert module.vector_width(line.format(n=0, extra="avx avx2 sha_ni")) == "AVX2"
+    assert module.vector_width(line.format(n=0, extra="avx")) is None
+    assert module.vector_width("processor : 0\nFeatures : fp asimd\n") is None  # an Arm CPU: no x86 flags line
+    assert module.cpu_vectors() in ("AVX-512", "AVX2", None)

@@ -1,20 +1,14 @@
 """bench/bench_render.py at small scale: whole places (the builder's 4 headings), single views, a bad count."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from bench_scripts import load
 
 pytest.importorskip("pyrosm")
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bench_render.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_render", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("bench_render")
 
 
 @pytest.mark.parametrize("headings", [4, 1])
