@@ -59,12 +59,14 @@ from addressclip.visualise import save_figure
 
 given = notebook.check_parameters(globals(), ["profile", "experiments", "seeds", "baselines", "dataset", "epochs",
                                               "batch_size", "backbone", "pretrained", "second_city", "osm", "device"])
+# epochs and batch_size are the variants' only: 02_train's setting, and so the alignment run every variant and
+# baseline starts from, keeps the profile's
+sweep = {k: v for k in ("epochs", "batch_size") if (v := given.pop(k)) is not None}
 p = profiles.resolve(given.pop("profile"), **given)
 notebook.check_names("experiments", p["experiments"], ablations.EXPERIMENTS)
 notebook.check_names("baselines", p["baselines"], BASELINES)
 main = TrainConfig.from_dict({**profiles.training_values(p), "progress": False})  # the 02_train setting
-overrides = {**p["ablation_overrides"], **({"epochs": epochs} if epochs else {})}
-base = main.replace(eval_every=0, **overrides)  # every ablation variant and seed starts from this
+base = main.replace(eval_every=0, **{**p["ablation_overrides"], **sweep})  # every ablation variant and seed starts from this
 tables, figures = outputs_root() / "tables", outputs_root() / "reports" / "04_figures"
 tables.mkdir(parents=True, exist_ok=True)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 
@@ -31,3 +32,31 @@ def project_folders(root: Path):
         yield root
     finally:
         mp.undo()
+
+
+def first_cells(notebook: str, capsys, **given):
+    """The notebook's parameters cell, the cell papermill injects for ``-p NAME VALUE`` (VALUE typed as papermill's
+    command line types it) and the next cell, run in an IPython shell until one fails: (the shell, whose `user_ns`
+    holds what they defined, the last cell's result, what they printed)."""
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+    from papermill.cli import _resolve_type
+    from papermill.translators import translate_parameters
+
+    nb = nbformat.read(REPO_ROOT / "notebooks" / notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    i = next(k for k, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    typed = {k: _resolve_type(v) if isinstance(v, str) else v for k, v in given.items()}  # -p text, or -y YAML values
+    injected = translate_parameters("python3", "python", typed, "Parameters")
+    main = sys.modules["__main__"]  # IPython puts its own module there; multiprocessing's spawn (later tests) needs ours
+    try:
+        shell = InteractiveShell.instance()
+        shell.reset(new_session=False)
+        capsys.readouterr()
+        for source in (code[i].source, injected, code[i + 1].source):
+            result = shell.run_cell(source, store_history=False)
+            if not result.success:
+                break
+    finally:
+        sys.modules["__main__"] = main
+    return shell, result, capsys.readouterr().out

@@ -237,3 +237,18 @@ def test_gallery_cost_is_stored_with_the_baselines_and_read_back(tmp_path, monke
     assert ablations.gallery_cost(bank, tmp_path) == first
     with pytest.raises(AssertionError, match="timed again"):
         ablations.gallery_cost(bank)  # without a folder: timed each call
+
+
+@pytest.mark.parametrize("given, variants", [({}, (2, 64)), ({"epochs": "1", "batch_size": "32"}, (1, 32))])
+def test_04_epochs_and_batch_size_set_the_variants_only(given, variants, tmp_path, monkeypatch, capsys):
+    """04's -p epochs and -p batch_size are every variant's; 02_train's setting, and with it the alignment run that every
+    variant and baseline starts from, keeps the profile's (a batch size once reached it: -p batch_size 32 trained
+    another alignment run, and every baseline moved with it)."""
+    from notebook_runs import first_cells
+
+    monkeypatch.setenv("ADDRESSCLIP_OUTPUTS", str(tmp_path))  # the cell makes its tables folder
+    shell, result, printed = first_cells("04_ablations.ipynb", capsys, profile="demo", **given)
+    assert result.success, printed
+    main, base = shell.user_ns["main"], shell.user_ns["base"]
+    assert main == TrainConfig.from_dict({**profiles.training_values(profiles.resolve("demo")), "progress": False})
+    assert (base.epochs, base.batch_size) == variants

@@ -33,6 +33,7 @@ from addressclip.datasets import load_dataset
 from addressclip.paths import REPO_ROOT
 from addressclip.predict import gallery_key
 from addressclip.runs import save_checkpoint
+from notebook_runs import first_cells
 from test_osm import BUILDING, NODES, write_osm
 from test_real_builders import PITTS_VIEWS, make_pitts, make_sf, pitts_rel, write_jpeg
 
@@ -274,30 +275,11 @@ def check_config_wrong_type(tiny_dataset):
 
 # ------------------------------------------------------------------------------------------------ notebooks
 def run_cells(notebook: str, capsys, **given: str):
-    """The notebook's parameters cell, the cell papermill injects for ``-p NAME VALUE`` (VALUE typed as papermill's
-    command line types it), and the next cell, in an IPython shell: (the failing cell's result, what it printed)."""
-    import nbformat
-    from IPython.core.interactiveshell import InteractiveShell
-    from papermill.cli import _resolve_type
-    from papermill.translators import translate_parameters
-
-    nb = nbformat.read(REPO_ROOT / "notebooks" / notebook, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    i = next(k for k, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
-    typed = {k: _resolve_type(v) if isinstance(v, str) else v for k, v in given.items()}  # -p text, or -y YAML values
-    injected = translate_parameters("python3", "python", typed, "Parameters")
-    main = sys.modules["__main__"]  # IPython puts its own module there; multiprocessing's spawn (later tests) needs ours
-    try:
-        shell = InteractiveShell.instance()
-        shell.reset(new_session=False)
-        capsys.readouterr()
-        for source in (code[i].source, injected, code[i + 1].source):
-            result = shell.run_cell(source, store_history=False)
-            if not result.success:
-                return result, capsys.readouterr().out
-    finally:
-        sys.modules["__main__"] = main
-    raise AssertionError(f"{notebook} with {given} did not fail")
+    """`first_cells` for a notebook that must fail there: (the failing cell's result, what it printed)."""
+    _, result, printed = first_cells(notebook, capsys, **given)
+    if result.success:
+        raise AssertionError(f"{notebook} with {given} did not fail")
+    return result, printed
 
 
 def one_line_cell_error(printed: str, line: str) -> None:
