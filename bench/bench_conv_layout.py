@@ -16,7 +16,7 @@ the two give the same bits.
 ``--pool-grad`` times the channels-last training step as `AddressCLIP` runs it against the same step with the global
 pool's gradient turned channels-last before it reaches the last batch norm (`bn2`): the pool hands its gradient back in
 the standard layout, so that batch norm's backward pass meets two layouts. It says whether the trained weights'
-gradients keep their bits: on the AMD EPYC measured here they did not (that batch norm then sums in another order),
+gradients keep their bits: on the AVX2 AMD EPYC of 2026-12-03 they did not (that batch norm then sums in another order),
 so `AddressCLIP` does not do it; every trained number would move (README, "Speed").
 """
 from __future__ import annotations

@@ -45,8 +45,10 @@ def vector_width(cpuinfo: str) -> str | None:
     """The widest x86 vector extension the CPU reports ("AVX-512", "AVX2"), or None (none of them, or not x86). Hosts
     that report one model name differ in it ("AMD EPYC" with and without AVX-512), and so do the numerics of ATen's
     kernels and the speed of its matrix products (README, "Speed")."""
-    flags = set(next(iter(re.findall(r"^flags\s*:\s*(.+)$", cpuinfo, flags=re.M)), "").split())
-    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    flags = set(next(iter(re.findall(r"^flags[ \t]*:[ \t]*(.*)$", cpuinfo, flags=re.M)), "").split())
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:  # what ATen's AVX512 kernels need
+        return "AVX-512"
+    return "AVX2" if "avx2" in flags else None
 
 
 def cpu_vectors() -> str | None:

@@ -7,7 +7,7 @@ The phases, per run, are the calls `addressclip.train` makes, each timed where i
 - the image check (`image_check.unreadable_images`: every image decoded once per dataset, then remembered);
 - the frozen text trunk over every distinct training text and candidate address (`frozen_layers.text_outputs`);
 - the frozen image layers over the training images, and over the val and test images for evaluation
-  (`frozen_layers.image_outputs`);
+  (`frozen_layers.image_outputs`: computed on the first call for a split, read back from disk on the next ones);
 - the epochs (their `epoch_seconds` in results.jsonl: the steps, without validation);
 - the evaluations (`evaluate`: every epoch's validation and the final test, from the cached frozen outputs);
 - the rest: building the model, the datasets' tables, checkpoints and the run's files.
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name}: {phases['total']:.1f} s")
         for phase in PHASES:
             extra = f", {phases['texts']:.0f} distinct texts" if phase == "frozen text trunk" and "texts" in phases else ""
-            print(f"    {phase:<20} {phases[phase]:7.1f} s  {100 * phases[phase] / total:5.1f}%{extra}")
+            print(f"    {phase:<20} {phases[phase]:7.1f} s  {100 * phases[phase] / total:5.1f}% of the cell{extra}")
         report["runs"].append({"run": run.name, "dataset": run.params["config"]["dataset"],
                                "distinct texts": int(phases["texts"]) if "texts" in phases else None,
                                **{p: round(phases[p], 2) for p in (*PHASES, "total")}})

@@ -28,6 +28,7 @@ def bench(tmp_path, repo, name: str) -> dict:
                            "--dir", str(tmp_path / name), "--json", str(out)], capture_output=True, text=True, timeout=120)
     result = json.loads(out.read_text())
     assert done.returncode == result["exit_status"]
+    assert "cpu_vectors" in result and result["cpu_vectors"] in ("AVX-512", "AVX2", None)
     assert "| stage | starts at (s) | seconds | busy cores | steal |" in done.stdout
     return {s["stage"]: s for s in result["stages"]}
 
@@ -59,7 +60,10 @@ def test_names_the_widest_vector_extension_the_cpu_reports():
 
     module = load("bench_demo")
     line = "processor\t: {n}\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 {extra} fma\n\n"
-    assert module.vector_width("".join(line.format(n=n, extra="avx avx2 avx512f avx512bw") for n in range(2))) == "AVX-512"
+    avx512 = "avx avx2 avx512f avx512dq avx512bw avx512vl"
+    assert module.vector_width("".join(line.format(n=n, extra=avx512) for n in range(2))) == "AVX-512"
+    assert module.vector_width(line.format(n=0, extra="avx avx2 avx512f")) == "AVX2"  # too few for ATen's AVX512
+    assert module.vector_width("flags\t\t:\nbugs\t\t: avx2\n") is None  # an empty flags line: not the next line
     assert module.vector_width(line.format(n=0, extra="avx avx2 sha_ni")) == "AVX2"
     assert module.vector_width(line.format(n=0, extra="avx")) is None
     assert module.vector_width("processor : 0\nFeatures : fp asimd\n") is None  # an Arm CPU: no x86 flags line
