@@ -101,14 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
               "runs": []}
     for folder, phases in seconds.items():
         run = Run(folder)
-        phases["epochs"] = sum(row["epoch_seconds"] for row in run.results().to_dict("records"))
+        results, dataset = run.results(), run.params["config"]["dataset"]
+        phases["epochs"] = float(results["epoch_seconds"].sum())
         phases["rest"] = phases["total"] - sum(phases[p] for p in PHASES if p != "rest")
-        name = f"{run.name} ({run.params['config']['dataset']}, {len(run.results())} epochs)"
+        name = f"{run.name} ({dataset}, {len(results)} epochs)"
         print(f"  {name}: {phases['total']:.1f} s")
         for phase in PHASES:
             extra = f", {phases['texts']:.0f} distinct texts" if phase == "frozen text trunk" and "texts" in phases else ""
             print(f"    {phase:<20} {phases[phase]:7.1f} s  {100 * phases[phase] / total:5.1f}% of the cell{extra}")
-        report["runs"].append({"run": run.name, "dataset": run.params["config"]["dataset"],
+        report["runs"].append({"run": run.name, "dataset": dataset,
                                "distinct texts": int(phases["texts"]) if "texts" in phases else None,
                                **{p: round(phases[p], 2) for p in (*PHASES, "total")}})
     if args.json:

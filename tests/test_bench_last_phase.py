@@ -4,16 +4,13 @@ environment asked for, and the sweep's job seconds are read from 04's executed n
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from addressclip.paths import REPO_ROOT
+from bench_scripts import load
+from test_demo_graph import make
 
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-import bench_last_phase  # noqa: E402
-from test_demo_graph import make  # noqa: E402
+bench_last_phase = load("bench_last_phase")
 
 SWEEP_LINES = ["baseline coop / seed 0: SSA-1 1.64 (118.89 s)\n", "baseline maple / seed 0: not applicable (0.0 s)\n",
                "losses / address / seed 0: train-helsinki-synth-aaaa (19 s)\n",

@@ -1,5 +1,5 @@
-"""bench/bench_train_phases.py at smoke scale: 02_train's two runs from nothing, every phase timed, the phases adding up
-to each run's time, and a folder that would be reused refused."""
+"""bench/bench_train_phases.py at smoke scale: 02_train's two runs from nothing, every phase timed and none counted
+twice, and a folder that would be reused refused."""
 from __future__ import annotations
 
 import json
@@ -7,15 +7,12 @@ import json
 import pytest
 from bench_scripts import load
 
-
-def _bench():
-    return load("bench_train_phases")
+bench = load("bench_train_phases")
 
 
 def test_times_both_runs_phase_by_phase(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADDRESSCLIP_DATA", str(tmp_path / "data"))  # its own tiny cities: no other test's folder
     monkeypatch.setenv("ADDRESSCLIP_OUTPUTS", str(tmp_path / "elsewhere"))  # replaced by --outputs (and restored)
-    bench = _bench()
     report = bench.main(["--profile", "smoke", "--outputs", str(tmp_path / "out"), "--json", str(tmp_path / "p.json")])
     assert json.loads((tmp_path / "p.json").read_text()) == report
     assert [run["dataset"] for run in report["runs"]] == ["kotka-synth-tiny", "helsinki-synth-tiny"]  # alignment first
@@ -34,5 +31,5 @@ def test_times_both_runs_phase_by_phase(tmp_path, monkeypatch, capsys):
 def test_refuses_a_folder_with_something_in_it(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     with pytest.raises(SystemExit):
-        _bench().main(["--outputs", str(tmp_path)])
+        bench.main(["--outputs", str(tmp_path)])
     assert "is not empty: give a new folder" in capsys.readouterr().err
