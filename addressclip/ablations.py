@@ -111,7 +111,7 @@ def run_experiments(base: TrainConfig, experiments: list[str], seeds: list[int],
     from . import sweep
 
     planned, jobs = _plan_experiments(base, experiments, seeds, second_city, osm)
-    sweep.run_all(_train_job, jobs, done=lambda job, result: log(f"{job[0]}: {result}"))
+    sweep.run_all(_train_job, jobs, done=lambda job, result: log(f"{job[0]}: {result}"), device=_device_of(base))
     return _experiment_rows(planned)
 
 
@@ -277,7 +277,8 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
 
     planned, stored, missing = _plan_baselines(names, bank, seeds, out_dir, options)
     stored.update(zip([job[3] for job in missing],
-                      sweep.run_all(_baseline_job, missing, shared=(bank, model), done=lambda job, row: log(_baseline_line(row)))))
+                      sweep.run_all(_baseline_job, missing, shared=(bank, model), done=lambda job, row: log(_baseline_line(row)),
+                                    device=model.device)))
     return _baseline_rows(planned, stored, seeds)
 
 
@@ -304,8 +305,15 @@ def run_experiments_and_baselines(base: TrainConfig, experiments: list[str], see
             stored[job[1][3]] = result
             log(_baseline_line(result))
 
-    sweep.run_all(_sweep_job, jobs, shared=(bank, model), done=done)
+    sweep.run_all(_sweep_job, jobs, shared=(bank, model), done=done, device=_device_of(base))
     return _experiment_rows(planned_runs), _baseline_rows(planned, stored, seeds)
+
+
+def _device_of(base: TrainConfig) -> str:
+    """Where the sweep's training runs compute (`sweep.run_all` runs GPU jobs one after another)."""
+    from .inference import resolve_device
+
+    return resolve_device(base.device)
 
 
 def _sweep_job(job: tuple, bank, model):

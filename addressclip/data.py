@@ -209,6 +209,11 @@ class SplitTable:
     caption_texts: list[str]
     address_ids: torch.Tensor   # ids into the dataset's sorted address list
     coords: torch.Tensor        # [N, 2] float64 easting, northing
+    cities: torch.Tensor | None = None  # [N] which dataset (city) each row comes from: all 0 unless joined (`concat`)
+
+    def __post_init__(self) -> None:
+        if self.cities is None:
+            self.cities = torch.zeros(len(self.paths), dtype=torch.long)
 
     @classmethod
     def from_dataset(
@@ -253,7 +258,8 @@ class SplitTable:
             [x for t in tables for x in t.address_texts],
             [x for t in tables for x in t.caption_texts],
             torch.as_tensor([ids_of[a] for a in frame["address"]], dtype=torch.long),
-            torch.cat([t.coords for t in tables]),
+            torch.cat([t.coords for t in tables]),  # each in its own city's UTM zone: the geography loss keeps them apart
+            torch.cat([torch.full((len(t.paths),), i, dtype=torch.long) for i, t in enumerate(tables)]),
         )
 
     def rows(self, transform, size_hint: int | None = None, report_errors: bool = False) -> ImageRows:

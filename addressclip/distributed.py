@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ def init_distributed(device: str) -> DistInfo:
     rank = int(env.get("RANK", env.get("SLURM_PROCID", 0)))
     local = int(env.get("LOCAL_RANK", env.get("SLURM_LOCALID", 0)))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo", rank=rank, world_size=world)
+        # the main rank alone checks every image of a dataset it meets for the first time (SF-IAL-Large: millions)
+        # and validates each epoch while the others wait in a collective: NCCL's default 10 minutes is too short
+        dist.init_process_group(backend="nccl" if str(device).startswith("cuda") else "gloo", rank=rank,
+                                world_size=world, timeout=COLLECTIVE_TIMEOUT)
     if str(device).startswith("cuda"):
         torch.cuda.set_device(local)
     return DistInfo(rank, world, local)

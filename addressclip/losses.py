@@ -66,13 +66,26 @@ def geo_distance_matrix(coords: torch.Tensor) -> torch.Tensor:
     return torch.cdist(scaled, scaled, p=1).float()
 
 
-def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "similarity") -> torch.Tensor:
+def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "similarity",
+             cities: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared difference between the images' feature similarity and their geographic target over the batch's
+    pairs. `cities` (an index per row; joint multi-city training): each city's coordinates are normalised on their
+    own, and only pairs within one city count. The paper normalises over one city's batch; across cities the UTM
+    zones may differ, and the distance between the cities would squash every distance within one towards 0."""
     if form not in GEOGRAPHY_FORMS:
         raise ValueError(f"unknown geography loss form {form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
     sim = image_features @ image_features.T
-    dist = geo_distance_matrix(coords).to(sim.dtype)
+    several = cities is not None and len(cities) > 0 and bool((cities != cities[0]).any())
+    if not several:
+        dist = geo_distance_matrix(coords).to(sim.dtype)
+        target = 1.0 - dist if form == "similarity" else dist
+        return ((sim - target) ** 2).mean()
+    dist = torch.zeros_like(sim)
+    for city in cities.unique():
+        rows = (cities == city).nonzero().squeeze(1)
+        dist[rows[:, None], rows[None, :]] = geo_distance_matrix(coords[rows]).to(sim.dtype)
     target = 1.0 - dist if form == "similarity" else dist
-    return ((sim - target) ** 2).mean()
+    return ((sim - target) ** 2)[cities[:, None] == cities[None, :]].mean()
 
 
 def _at_least_fp32(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -105,14 +118,16 @@ class AddressCLIPLoss(nn.Module):
         caption_features: torch.Tensor | None = None,
         address_ids: torch.Tensor | None = None,
         coords: torch.Tensor | None = None,
+        cities: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         # fp32 numerics even inside a bf16 autocast region: autocast off, half-precision inputs cast up
         with torch.autocast(device_type=image_features.device.type, enabled=False):
             image_features, logit_scale, address_features, caption_features = (
                 _at_least_fp32(t) for t in (image_features, logit_scale, address_features, caption_features))
-            return self._terms(image_features, logit_scale, address_features, caption_features, address_ids, coords)
+            return self._terms(image_features, logit_scale, address_features, caption_features, address_ids, coords,
+                               cities)
 
-    def _terms(self, image_features, logit_scale, address_features, caption_features, address_ids, coords):
+    def _terms(self, image_features, logit_scale, address_features, caption_features, address_ids, coords, cities):
         out = {}
         if self.active("address"):
             labels = address_ids if self.label_aware else None
@@ -120,7 +135,7 @@ class AddressCLIPLoss(nn.Module):
         if self.active("caption"):
             out["caption_loss"] = self.weights["caption"] * info_nce(image_features, caption_features, logit_scale)
         if self.active("geography"):
-            out["geo_loss"] = self.weights["geography"] * geo_loss(image_features, coords, self.geography_form)
+            out["geo_loss"] = self.weights["geography"] * geo_loss(image_features, coords, self.geography_form, cities)
         if not out:
             raise ValueError("every loss weight is zero: nothing to train")
         return out

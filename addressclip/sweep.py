@@ -1,12 +1,14 @@
 """Independent jobs (the ablation runs, the baselines) side by side: one process per core, one intra-op thread each
 (`threads`). Results come back in job order and do not depend on how many processes ran them: a job computes with
-one thread whether it runs in a worker or, with one process, here.
+one thread whether it runs in a worker or, with one process, here. Jobs that compute on a GPU run one after another
+here, with every core (`threads.sweep_processes`).
 
 Workers are started with "spawn" (a fresh interpreter): forking a process whose torch thread pools already run can
 hang. Warnings a job raises in a worker are raised again here, so a notebook still shows them.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
@@ -31,14 +33,16 @@ def _call(function: Callable, job: Any, shared: tuple | None = None):
 
 
 def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callable[[Any, Any], None] | None = None,
-            processes: int | None = None) -> list:
+            processes: int | None = None, device="cpu") -> list:
     """``[function(job, *shared) for job in jobs]``, computed in `processes` worker processes (default
-    `threads.sweep_processes`), each job with one intra-op thread. `done(job, result)` is called as each job
+    `threads.sweep_processes` for the jobs' `device`), each job with one intra-op thread; on CUDA, one after
+    another here, with the threads and loader workers of one process alone. `done(job, result)` is called as each job
     finishes (e.g. to log it). The first job to fail stops the sweep: jobs still waiting are cancelled (a job already
     handed to a worker process runs to its end first) and its exception is raised here; finished jobs have kept what
     they wrote."""
     jobs = list(jobs)
-    n = processes or threads.sweep_processes(len(jobs))
+    on_gpu = str(device).startswith("cuda")
+    n = processes or threads.sweep_processes(len(jobs), device)
     results: list = [None] * len(jobs)
 
     def keep(i: int, outcome) -> None:
@@ -50,7 +54,7 @@ def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callab
             done(jobs[i], value)
 
     if n <= 1:
-        with threads.intra_op_threads(1):
+        with contextlib.nullcontext() if on_gpu else threads.intra_op_threads(1):
             for i, job in enumerate(jobs):
                 keep(i, _call(function, job, shared))
         return results

@@ -9,6 +9,10 @@
   the machine's core count: its runs always sum in the order of one thread.
 - ``ADDRESSCLIP_PROCESSES`` sets the processes of a sweep (1: one after another in this process, still with one
   intra-op thread each, so the numbers are the same).
+- A sweep whose jobs compute on a GPU (the paper profile's ablations) runs them one after another in this process,
+  with every core: side by side, each process would hold a model, its optimizer and its batches in the one GPU's
+  memory (a ViT-B/16 fine-tune at batch 256 takes tens of GB), and a job's images are decoded by the cores
+  (`loader_workers`), which one thread each would starve. ``ADDRESSCLIP_PROCESSES`` still overrides.
 - A process beside a sweep (`make demo` runs 05 beside 04's) computes with one thread: the Makefile starts it with
   ``OMP_NUM_THREADS=1``. With a thread per core, its threads spin-wait for cores the sweep holds, and slow the
   sweep too: beside it (bench/bench_last_phase.py), 05 took 127.8 s with 2 threads and 48.6 s with one, and the
@@ -64,11 +68,13 @@ def _env_count(name: str, least: int) -> int | None:
     return wanted
 
 
-def sweep_processes(jobs: int) -> int:
-    """Processes for a sweep of `jobs` independent runs: one per core (``ADDRESSCLIP_PROCESSES`` overrides), never
-    more than there are jobs."""
+def sweep_processes(jobs: int, device="cpu") -> int:
+    """Processes for a sweep of `jobs` independent runs on `device`: one per core on a CPU, one on CUDA (see the
+    module's docstring); ``ADDRESSCLIP_PROCESSES`` overrides. Never more than there are jobs."""
     wanted = _env_count(PROCESSES_ENV, 1)
-    return max(1, min(cores() if wanted is None else wanted, jobs))
+    if wanted is None:
+        wanted = 1 if _is_cuda(device) else cores()
+    return max(1, min(wanted, jobs))
 
 
 def _is_cuda(device) -> bool:

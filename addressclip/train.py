@@ -135,7 +135,8 @@ def training_step(
     device = image_feats.device
     ids = gather(table.address_ids[idx].to(device), with_grad=False)
     coords = gather(table.coords[idx].to(device), with_grad=False)
-    return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords)
+    cities = gather(table.cities[idx].to(device), with_grad=False)
+    return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords, cities)
 
 
 def images_to_skip(cfg: TrainConfig, run: Run, info: DistInfo, datasets: dict, size_hint: int | None,
@@ -237,6 +238,8 @@ def train(cfg: TrainConfig) -> Path:
 def _train(cfg: TrainConfig, run: Run, device: str, info: DistInfo) -> Path:
     if cfg.overwrite and info.is_main:
         run.remove()
+    if info.enabled:  # no rank reads the run folder (finished? a checkpoint?) before the main one has emptied it
+        torch.distributed.barrier()
     run.check_identity(cfg)
     if run.finished and cfg.resume:
         if info.is_main:
@@ -450,7 +453,11 @@ def aligned_start(cfg: TrainConfig, align_dataset: str | None, align_epochs: int
 
 def alignment_config(cfg: TrainConfig, dataset: str, epochs: int, **changes) -> TrainConfig:
     """The alignment pre-training stage for an unaligned backbone: CLIP image-caption training (no addresses,
-    no geography) on another city, standing in for CLIP's web-scale pre-training."""
+    no geography) on another city, standing in for CLIP's web-scale pre-training. Settings of the main run's data
+    and losses are reset, so that the main run's options neither change the alignment run (`train_splits`: the
+    main dataset's) nor, where they do not act on it (the address and geography losses' forms), give it another
+    identity and train the same run again."""
     return cfg.replace(dataset=dataset, epochs=epochs, w_address=0.0, w_caption=1.0, w_geography=0.0,
                        caption_text="caption", init_checkpoint=None, final_split=None, eval_every=0,
-                       fraction_locations=1.0, extra_datasets=[], run_name=None, **changes)
+                       fraction_locations=1.0, extra_datasets=[], run_name=None, train_splits="train",
+                       label_aware=False, geography_form="similarity", **changes)

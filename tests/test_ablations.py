@@ -171,7 +171,7 @@ def test_baselines_start_slowest_first_and_come_back_in_the_profiles_order(tmp_p
 
     submitted = []
 
-    def fake_run_all(function, jobs, shared=(), done=None, processes=None):
+    def fake_run_all(function, jobs, shared=(), done=None, processes=None, device="cpu"):
         submitted.extend((name, seed) for name, seed, *_ in jobs)
         return [{"method": name, "seed": seed, "SSA-1": 1.0, "seconds": 0.0} for name, seed, *_ in jobs]
 
@@ -193,7 +193,7 @@ def test_runs_and_baselines_share_one_sweep_slowest_first(tiny_dataset, tmp_path
 
     submitted = []
 
-    def fake_run_all(function, jobs, shared=(), done=None, processes=None):
+    def fake_run_all(function, jobs, shared=(), done=None, processes=None, device="cpu"):
         results = []
         for job in jobs:
             kind, what = job

@@ -65,3 +65,31 @@ def test_dropout_is_the_only_cause_of_a_difference(runs):
     assert on["active_dropout"] > 0 and off["active_dropout"] == 0
     assert on["loss_abs"] > 1e-3, on  # masks differ with the layout: not equal
     _assert_equal(out, "minilm-no-dropout")
+
+
+def test_torchrun_trains_and_overwrites_a_run(tiny_dataset, tmp_path):
+    """The README's `torchrun ... -m addressclip.cli train`, end to end on 2 gloo ranks: it trains and evaluates,
+    and `--overwrite true` on the finished run trains it again. Before the barrier after the main rank empties the
+    folder, the other rank could still see the old run finished and return while the main rank trained alone and
+    waited for it in a collective."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "addressclip.cli", "train", "--dataset", str(tiny_dataset), "--runs-dir", str(runs),
+            "--run-name", "dist", "--epochs", "1", "--batch-size", "8", "--train-image", "last:1",
+            "--train-text", "proj", "--device", "cpu", "--eval-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ADDRESSCLIP_PROGRESS": "0"}
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    metrics = runs / "dist" / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    rows = (runs / "dist" / "results.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "val_SSA-1" in json.loads(rows[0]), rows
+    again = subprocess.run(argv + ["--overwrite", "true"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert metrics.stat().st_mtime_ns > before  # trained again, not reused
+    assert len((runs / "dist" / "results.jsonl").read_text().splitlines()) == 1

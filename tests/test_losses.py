@@ -143,3 +143,37 @@ def test_bf16_features_are_cast_up_and_still_get_gradients():
         torch.testing.assert_close(value, expected[name], **TIGHT)
     sum(got.values()).backward()
     assert img16.grad is not None and img16.grad.dtype == torch.bfloat16 and img16.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("form", ["similarity", "literal"])
+def test_geo_loss_across_cities_matches_within_each_city(form):
+    """Joint multi-city training: each city normalised on its own, pairs of two cities left out. The loss is then
+    the pair-weighted mean of each city's own loss, wherever the cities lie (two UTM zones, 300 km apart)."""
+    torch.manual_seed(0)
+    feats = torch.nn.functional.normalize(torch.randn(7, 4), dim=-1)
+    a = torch.tensor([[583000.0, 4474000.0], [583400.0, 4474100.0], [584000.0, 4475000.0], [583100.0, 4474900.0]],
+                     dtype=torch.float64)
+    b = torch.tensor([[551000.0, 4180000.0], [551500.0, 4180200.0], [552000.0, 4181000.0]], dtype=torch.float64)
+    cities = torch.tensor([0, 1, 0, 1, 0, 0, 1])  # shuffled, as batches are
+    coords = torch.empty(7, 2, dtype=torch.float64)
+    coords[cities == 0], coords[cities == 1] = a, b
+    own = {c: geo_loss(feats[cities == c], coords[cities == c], form) for c in (0, 1)}
+    expected = (16 * own[0] + 9 * own[1]) / 25
+    assert geo_loss(feats, coords, form, cities).item() == pytest.approx(expected.item(), rel=1e-6)
+    coords[cities == 1] += torch.tensor([300000.0, -300000.0], dtype=torch.float64)
+    assert geo_loss(feats, coords, form, cities).item() == pytest.approx(expected.item(), rel=1e-6)
+    # one city: the same bits as without cities (single-city runs do not move)
+    assert torch.equal(geo_loss(feats, coords, form, torch.zeros(7, dtype=torch.long)), geo_loss(feats, coords, form))
+    # without cities, the two cities' distance squashes each city's own: another, larger loss
+    assert geo_loss(feats, coords, form).item() != pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_joined_tables_say_which_city_each_row_comes_from(tiny_dataset):
+    from addressclip.data import SplitTable
+    from addressclip.datasets import load_dataset
+
+    one = SplitTable.from_dataset(load_dataset(tiny_dataset), "train")
+    assert torch.equal(one.cities, torch.zeros(len(one.paths), dtype=torch.long))
+    two = SplitTable.concat([one, SplitTable.from_dataset(load_dataset(tiny_dataset), "val")])
+    n = len(one.paths)
+    assert two.cities.tolist() == [0] * n + [1] * (len(two.paths) - n)

@@ -49,3 +49,26 @@ def test_per_address_table():
     t = per_address_table(["A", "A", "B"], [True, False, True], [True, True, True]).set_index("address")
     assert t.loc["A", "images"] == 2 and t.loc["A", "ssa1"] == 50 and t.loc["A", "ssak"] == 100
     assert t.loc["B", "ssa1"] == 100
+
+
+def test_without_segments_an_address_is_placed_by_its_train_and_val_images(tiny_dataset, tmp_path):
+    """Real datasets come without street geometry. A test image's own place must not locate its address: a correct
+    prediction would then measure 0 m by construction. An address seen only in test keeps its test places."""
+    from addressclip.datasets.format import read_dataset, write_dataset
+
+    samples = read_dataset(tiny_dataset).samples.copy()
+    only_test = samples["address"].iloc[0]
+    samples = samples[(samples["address"] != only_test) | (samples["split"] == "test")]
+    ds = read_dataset(write_dataset(tmp_path / "no-segments", samples, {"name": "no-segments"}))
+    assert ds.segments is None and "train and val" in ds.distance_basis
+    shapes = ds.address_shapes
+    test = ds.split("test")
+    dist = distance_to_prediction(test["easting"], test["northing"], test["address"], shapes)
+    others = test["address"] != only_test
+    assert (dist[others.to_numpy()] > 0).all()  # tiny's test places lie 20-40 m from the address's others
+    assert (dist[~others.to_numpy()] == 0).all()
+    for address, shape in shapes.items():
+        database = samples[(samples["address"] == address) & (samples["split"] != "test")]
+        places = {(round(x, 6), round(y, 6)) for x, y in zip(database["easting"], database["northing"])}
+        if address != only_test:
+            assert {(round(p.x, 6), round(p.y, 6)) for p in getattr(shape, "geoms", [shape])} == places

@@ -76,3 +76,23 @@ def test_processes_setting(monkeypatch):
     monkeypatch.setenv(threads.PROCESSES_ENV, "two")
     with pytest.raises(UserError, match="ADDRESSCLIP_PROCESSES must be a whole number >= 1, got 'two'"):
         threads.sweep_processes(4)
+
+
+def test_gpu_jobs_run_one_after_another_here_with_every_thread(monkeypatch):
+    """Side by side, GPU jobs would each hold a model and batches in the one GPU's memory (the paper profile's
+    ViT-B/16 fine-tunes: out of memory), and one thread each would starve their image decoding."""
+    monkeypatch.delenv(threads.PROCESSES_ENV, raising=False)
+    monkeypatch.setattr(threads, "cores", lambda: 16)
+    assert threads.sweep_processes(40, "cuda") == 1 and threads.sweep_processes(40, torch.device("cuda", 1)) == 1
+    assert threads.sweep_processes(40, "cpu") == 16
+    monkeypatch.setenv(threads.PROCESSES_ENV, "2")  # the user's setting still wins
+    assert threads.sweep_processes(40, "cuda") == 2
+    monkeypatch.delenv(threads.PROCESSES_ENV)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        results = sweep.run_all(job_report, [0, 1], device="cuda")  # the jobs here compute nothing on the device
+        assert {r["pid"] for r in results} == {os.getpid()} and {r["threads"] for r in results} == {3}
+        assert threads.process_cores() == 16  # and each job's loaders may use every core
+    finally:
+        torch.set_num_threads(before)

@@ -158,3 +158,15 @@ def test_checkpoints_load_without_pickled_code(tiny_dataset, tmp_path):
     with pytest.raises(RuntimeError, match="cannot read checkpoint"):
         load_checkpoint(evil)
     assert set(load_checkpoint(folder)) == {"model", "spec", "config"}
+
+
+def test_alignment_run_is_the_same_whatever_the_main_runs_data_and_loss_forms():
+    """02's -p label_aware / geography_form / train_splits are the main run's: the alignment run every variant and
+    baseline starts from keeps its identity (and so is reused, not trained again)."""
+    from addressclip.train import alignment_config
+
+    main = TrainConfig(dataset="helsinki-synth", epochs=8, batch_size=64)
+    plain = alignment_config(main, "kotka-synth", 3)
+    assert (plain.train_splits, plain.label_aware, plain.geography_form) == ("train", False, "similarity")
+    for change in ({"label_aware": True}, {"geography_form": "literal"}, {"train_splits": "train+val"}):
+        assert alignment_config(main.replace(**change), "kotka-synth", 3).digest() == plain.digest(), change

@@ -178,20 +178,24 @@ class IALDataset:
     @functools.cached_property
     def address_shapes(self):
         """One geometry per address (GeoSeries indexed by address, metric CRS): its sub-street segments, or for
-        datasets without segments (real data comes without street geometry) the points where its images were
-        taken. Distances "to the predicted sub-street" and the maps use these. Computed once per dataset object."""
+        datasets without segments (real data comes without street geometry) the points where its train and val
+        images were taken (its test images' only where it has no others: a test image's own place would put every
+        correct prediction 0 m away). Distances "to the predicted sub-street" and the maps use these. Computed once
+        per dataset object."""
         import geopandas as gpd
 
         if self.segments is not None:
             return self.segments.dissolve(by="address")["geometry"]
         locs = self.samples.drop_duplicates(["address", "location_id"])
+        known = locs[locs["split"] != "test"]
+        locs = pd.concat([known, locs[~locs["address"].isin(set(known["address"]))]])
         points = gpd.GeoDataFrame(locs[["address"]], geometry=gpd.points_from_xy(locs["easting"], locs["northing"]),
                                   crs=f"EPSG:{int(locs['epsg'].iloc[0])}")
         return points.dissolve(by="address")["geometry"]
 
     @property
     def distance_basis(self) -> str:
-        return "sub-street segments" if self.segments is not None else "image locations of the predicted address"
+        return "sub-street segments" if self.segments is not None else "train and val image locations of the predicted address"
 
     def address_id(self, address: str) -> int:
         if self._address_ids is None:
