@@ -86,6 +86,16 @@ PAPER_LOSSES = pd.DataFrame(
 )
 
 
+def setting_suffix(changes: dict[str, Any]) -> str:
+    """What a sweep changed from its profile's (``-epochs6``; a list by a digest of it), for the names of its tables
+    and figures: another setting's never replace the profile's, which `bench/demo_tables.py` and the reports' index
+    read. "" for the profile's own sweep."""
+    from .cache import digest
+
+    return "".join(f"-{key}-{digest(value, length=8)}" if isinstance(value, (list, tuple, dict)) else f"-{key}{value}"
+                   for key, value in changes.items())
+
+
 def variant_config(base: TrainConfig, variant: Variant, seed: int, second_city: str | None = None,
                    osm: str | None = None) -> TrainConfig:
     """The training configuration of one variant and seed; raises NotApplicable (with what would make it run)

@@ -163,9 +163,22 @@ def evaluate_command(args: dict) -> int:
     return 0
 
 
+SHAPING = ("city_scale", "image_size", "max_locations")  # options that shape your own rendered city
+
+
+def check_registry_build(dataset: str, shaping: list[str]) -> None:
+    """Refuse `shaping` options (as the entry point spells them) for a registry dataset, which is built as
+    registered: else `image_size` would silently build a non-standard one, or be ignored once it is built."""
+    from .datasets import DATASETS
+
+    if dataset in DATASETS and shaping:
+        raise UserError(f"{', '.join(shaping)} shape your own city; registry dataset {dataset!r} is built as "
+                        "registered (the -tiny names are the small versions)")
+
+
 def build_command(args: dict) -> int:
     """Run `addressclip build`; user errors (bad name, unusable extract or photos) exit with status 2 (`main`)."""
-    from .datasets import DATASETS, build_dataset
+    from .datasets import build_dataset
 
     kwargs = {"strict": True} if args["strict"] else {}
     if args["raw_dir"]:
@@ -173,10 +186,7 @@ def build_command(args: dict) -> int:
     own = {"osm": args["osm"], "photos": args["photos"], "coordinates": args["coordinates"], "city_scale": args["city_scale"],
            "image_size": args["image_size"], "max_locations": args["max_locations"]}
     kwargs.update({k: v for k, v in own.items() if v is not None})
-    fixed = [f"--{k.replace('_', '-')}" for k in ("city_scale", "image_size", "max_locations") if k in kwargs]
-    if args["dataset"] in DATASETS and fixed:
-        raise UserError(f"{', '.join(fixed)} shape your own city; registry dataset {args['dataset']!r} is built as "
-                        "registered (the -tiny names are the small versions)")
+    check_registry_build(args["dataset"], [f"--{k.replace('_', '-')}" for k in SHAPING if k in kwargs])
     folder = build_dataset(args["dataset"], overwrite=args["overwrite"], **kwargs)  # builder errors are ValueErrors
     print(folder)
     card = json.loads((folder / "card.json").read_text())

@@ -168,8 +168,14 @@ class TrainConfig:
             raise UserError("every loss weight is zero: nothing to train")
         if not 0 < self.fraction_locations <= 1:
             raise UserError(f"fraction_locations must be in (0, 1], got {self.fraction_locations}")
-        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
-            raise UserError(f"unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+        check_device(self.device)
+
+
+def check_device(name: str) -> None:
+    """Refuse a device name that is none of auto, cpu, cuda, cuda:N (the one rule: TrainConfig and
+    `inference.resolve_device`, so that `-p device gpu` fails at once, not deep in torch)."""
+    if not (name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise UserError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import threads
+from .config import check_device
 from .errors import CheckpointError, DeviceUnavailable
 from .freezing import frozen_text_trunk
 
@@ -26,7 +27,10 @@ GALLERY_CHUNK = 16384  # candidates scored at once
 
 
 def resolve_device(name: str = "auto") -> str:
-    """"auto" -> "cuda" when available, else "cpu"; a CUDA device asked for without CUDA is an error."""
+    """"auto" -> "cuda" when available, else "cpu"; an unknown name, or a CUDA device asked for without CUDA,
+    is an error."""
+    name = str(name)  # a torch.device too
+    check_device(name)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -12,19 +12,25 @@ from .errors import USER_ERRORS, UserError, check_type, debug_enabled, one_line
 
 PARAMETER_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
 NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+CHECKED = "_addressclip_parameters_checked"  # set in the notebook's globals once unknown names were looked for
 
 
 def check_parameters(namespace: dict[str, Any], declared: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Return the declared parameters, after showing user errors as one line (`show_user_errors`) and checking
     them: names that papermill injected but the notebook does not declare are refused (papermill itself only
     warns on a misspelt `-p` name), and each value must fit the annotation of the parameters cell (papermill
-    passes ``-p epochs ten`` as the string 'ten'). Imported constants (UPPER_CASE) are not parameters."""
+    passes ``-p epochs ten`` as the string 'ten'). Imported constants (UPPER_CASE) are not parameters.
+
+    Unknown names are looked for only on the first call in a namespace (papermill always starts a fresh kernel):
+    run again in the same kernel (Jupyter's "Run All" twice), the notebook's own variables are there too."""
     show_user_errors()
-    found = {k: v for k, v in namespace.items()
-             if not k.startswith("_") and not k.isupper() and k not in NOTEBOOK_NAMES and isinstance(v, PARAMETER_TYPES)}
-    unknown = sorted(set(found) - set(declared))
-    if unknown:
-        raise UserError(f"unknown notebook parameters {unknown}; valid: {', '.join(declared)}")
+    if not namespace.get(CHECKED):
+        found = {k: v for k, v in namespace.items() if not k.startswith("_") and not k.isupper()
+                 and k not in NOTEBOOK_NAMES and isinstance(v, PARAMETER_TYPES)}
+        unknown = sorted(set(found) - set(declared))
+        if unknown:
+            raise UserError(f"unknown notebook parameters {unknown}; valid: {', '.join(declared)}")
+        namespace[CHECKED] = True
     annotations = namespace.get("__annotations__", {})
     for name in declared:
         if name in annotations:
@@ -37,6 +43,14 @@ def check_names(kind: str, names, valid) -> None:
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise UserError(f"unknown {kind} {unknown}; valid: {', '.join(valid)}")
+
+
+def check_not_empty(values: dict[str, Any], names: list[str] | tuple[str, ...]) -> None:
+    """Refuse an empty list among `names` (e.g. ``-y "seeds: []"``): nothing would run, and what is computed
+    from the runs needs at least one."""
+    for name in names:
+        if values[name] is not None and len(values[name]) == 0:
+            raise UserError(f"{name} must list at least one, got {values[name]!r}; None: the profile's")
 
 
 def show_user_errors() -> None:

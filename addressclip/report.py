@@ -151,9 +151,9 @@ def findings(comparison: pd.DataFrame, checks: pd.DataFrame, why: pd.DataFrame, 
 
 def run_findings(metrics: dict) -> list[str]:
     """A trained run's headline, from its metrics.json."""
-    out = [f"Test SSA-1 {metrics['SSA-1']:.2f} % (SSA-5 {metrics['SSA-5']:.2f}, SA-1 {metrics['SA-1']:.2f}, "
-           f"SA-5 {metrics['SA-5']:.2f}) on {metrics['images']} {metrics.get('split', 'test')} images, ranking "
-           f"{metrics['candidates']} candidate addresses: chance SSA-1 is {100 / metrics['candidates']:.2f} %."]
+    others = ", ".join(f"{k} {metrics[k]:.2f}" for k in ACCURACY[1:] if k in metrics)  # no -5 below k or 5 candidates
+    out = [f"Test SSA-1 {metrics['SSA-1']:.2f} % ({others}) on {metrics['images']} {metrics.get('split', 'test')} "
+           f"images, ranking {metrics['candidates']} candidate addresses: chance SSA-1 is {100 / metrics['candidates']:.2f} %."]
     if "median_m" in metrics:
         out.append(f"Median distance from an image to its predicted address ({metrics.get('distance_to', 'sub-street segments')}): "
                    f"{metrics['median_m']:.0f} m; {metrics.get('within_25m', float('nan')):.1f} % within 25 m.")

@@ -234,9 +234,10 @@ class Run:
         stored = {RENAMED_OPTIONS.get(k, k): v for k, v in self.params["config"].items()}
         diff = {k: (stored.get(k), v) for k, v in cfg.identity().items() if stored.get(k) != v}
         if diff:
-            raise ValueError(
-                f"run folder {self.folder} holds a run with other settings {diff} (stored, requested); "
-                f"choose another run_name or pass overwrite=True"
+            raise UserError(  # what works from each entry point: 02_train has a run_name but no overwrite
+                f"run folder {self.folder} holds a run with other settings {diff} (stored, requested); choose another "
+                f"run name (02_train: -p run_name NAME; addressclip train: --run-name NAME; Python: run_name=) or "
+                f"replace that run (delete the folder; addressclip train: --overwrite true; Python: overwrite=True)"
             )
 
     def remove(self) -> None:
@@ -456,6 +457,20 @@ def finished_runs(runs_dir: str | Path | None = None, dataset: str | None = None
                 continue
         found.append(metrics.parent)
     return sorted(found, key=lambda p: (p / "metrics.json").stat().st_mtime, reverse=True)
+
+
+def check_trained_on(config: dict, dataset: str | Path, run: str | Path) -> None:
+    """Refuse to evaluate or show `run` on a dataset it was not trained on (its config's `dataset` or
+    `extra_datasets`): the candidates would not be the addresses it learned. Datasets are compared by folder name,
+    so a registry name, its folder and data/<name> are the same dataset."""
+    def key(name) -> str:
+        path = Path(str(name))
+        return (path.resolve() if path.exists() else path).name
+
+    trained = [d for d in [config.get("dataset"), *(config.get("extra_datasets") or [])] if d]
+    if trained and key(dataset) not in {key(d) for d in trained}:
+        raise UserError(f"run {run} was trained on dataset {trained[0]!r}, not {str(dataset)!r}; pass dataset "
+                        f"{trained[0]} (or a run trained on {dataset})")
 
 
 def resolve_run(run: str | None, dataset: str | None = None) -> Path:

@@ -50,6 +50,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from addressclip import notebook
+from addressclip.cli import check_registry_build
 from addressclip.datasets import build_dataset, dataset_names, load_dataset
 from addressclip.datasets.registry import get_spec
 from addressclip.visualise import partition_colours
@@ -58,6 +59,9 @@ params = notebook.check_parameters(globals(), ["dataset", "raw_dir", "overwrite"
                                                "city_scale", "image_size", "max_locations"])
 if osm is None:
     get_spec(dataset)  # unknown names fail here, listing the valid ones (and how to build your own city)
+# a registry dataset is built as registered, as `addressclip build` refuses too (city_scale: unless left at "full")
+shaping = {"city_scale": city_scale != "full", "image_size": image_size is not None, "max_locations": max_locations is not None}
+check_registry_build(dataset, [k for k, given in shaping.items() if given])
 params
 
 # %%

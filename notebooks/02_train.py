@@ -66,7 +66,7 @@ from IPython.display import Markdown
 
 from addressclip import notebook, profiles, report
 from addressclip.config import TrainConfig
-from addressclip.datasets import build_embedded
+from addressclip.datasets import build_embedded, load_dataset
 from addressclip.runs import Run
 from addressclip.train import aligned_start, train
 from addressclip.visualise import save_figure
@@ -85,6 +85,8 @@ cfg = TrainConfig.from_dict(profiles.training_values(p))  # validates every valu
 
 # %%
 build_embedded(cfg.dataset, p["align_dataset"])
+# a real dataset not built yet fails here, before the alignment run trains
+load_dataset(cfg.dataset);
 
 # %%
 cfg = aligned_start(cfg, p["align_dataset"], p["align_epochs"])  # offline backbone only; CLIP weights are aligned already
@@ -129,8 +131,9 @@ save_figure(fig, run.figures_dir, "training_curves");
 # ## Test metrics
 
 # %%
-chance = 100.0 * 1 / metrics["candidates"]
-assert all(0 <= metrics[k] <= 100 for k in ("SSA-1", "SSA-5", "SA-1", "SA-5"))
-assert metrics["SSA-5"] >= metrics["SSA-1"] and metrics["SA-1"] >= metrics["SSA-1"]
-assert not expect_learning or metrics["SSA-5"] > 5 * chance, f"SSA-5 {metrics['SSA-5']:.1f}% is not above chance ({5 * chance:.1f}%)"
+top = 5 if "SSA-5" in metrics else 1  # SSA-5 / SA-5 need at least 5 candidate addresses
+chance = 100.0 * top / metrics["candidates"]
+assert all(0 <= metrics[k] <= 100 for k in ("SSA-1", f"SSA-{top}", "SA-1", f"SA-{top}"))
+assert metrics[f"SSA-{top}"] >= metrics["SSA-1"] and metrics["SA-1"] >= metrics["SSA-1"]
+assert not expect_learning or metrics[f"SSA-{top}"] > chance, f"SSA-{top} {metrics[f'SSA-{top}']:.1f}% is not above chance ({chance:.1f}%)"
 notebook.show_json(run.metrics_path)

@@ -63,11 +63,14 @@ given = notebook.check_parameters(globals(), ["profile", "experiments", "seeds",
 # baseline starts from, keeps the profile's
 sweep = {k: v for k in ("epochs", "batch_size") if (v := given.pop(k)) is not None}
 p = profiles.resolve(given.pop("profile"), **given)
+notebook.check_not_empty(p, ["experiments", "seeds"])  # else the whole baseline sweep runs before the tables fail
 notebook.check_names("experiments", p["experiments"], ablations.EXPERIMENTS)
 notebook.check_names("baselines", p["baselines"], BASELINES)
 main = TrainConfig.from_dict({**profiles.training_values(p), "progress": False})  # the 02_train setting
 base = main.replace(eval_every=0, **{**p["ablation_overrides"], **sweep})  # every ablation variant and seed starts from this
-tables, figures = outputs_root() / "tables", outputs_root() / "reports" / "04_figures"
+# another sweep than the profile's (-p epochs 6, other experiments, seeds or baselines) names its own tables and figures
+suffix = ablations.setting_suffix({**sweep, **{k: given[k] for k in ("experiments", "seeds", "baselines") if given[k] is not None}})
+tables, figures = outputs_root() / "tables", outputs_root() / "reports" / f"04_figures{suffix}"
 tables.mkdir(parents=True, exist_ok=True)
 
 # %%
@@ -85,10 +88,10 @@ runs, baseline_runs = ablations.run_experiments_and_baselines(
 summary = ablations.summarise(runs)
 assert len(runs) == sum(len(ablations.EXPERIMENTS[e]) for e in p["experiments"]) * len(p["seeds"])
 assert (runs[["SSA-1", "SA-1"]].notna().all(axis=1) | runs["notes"].str.startswith("not applicable")).all()  # a value or a reason
-runs.drop(columns="test_hits").to_csv(tables / f"ablation-runs-{profile}-{ds.name}.csv", index=False)  # per seed
+runs.drop(columns="test_hits").to_csv(tables / f"ablation-runs-{profile}-{ds.name}{suffix}.csv", index=False)  # per seed
 table, comparison = ablations.compare_methods(baseline_runs, runs, ablations.gallery_cost(bank, outputs_root() / "baselines"))
 assert set(p["baselines"]) <= set(comparison.index)  # every requested baseline: a value or its reason
-table.drop(columns="test_hits").to_csv(tables / f"methods-{profile}-{ds.name}.csv", index=False)  # per seed
+table.drop(columns="test_hits").to_csv(tables / f"methods-{profile}-{ds.name}{suffix}.csv", index=False)  # per seed
 checks, why = ablations.method_checks(table), ablations.investigate(runs)
 
 # %% [markdown]

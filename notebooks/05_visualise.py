@@ -23,7 +23,7 @@
 #
 # ```bash
 # papermill notebooks/05_visualise.ipynb outputs/executed/05_visualise.ipynb -p run demo -p dataset helsinki-synth
-# papermill notebooks/05_visualise.ipynb out.ipynb -p run demo -p compare_run demo-nogeo  # with / without geography loss
+# papermill notebooks/05_visualise.ipynb out.ipynb -p run demo -p dataset helsinki-synth -p compare_run demo-nogeo  # with / without geography loss
 # ```
 # `compare_run` is a run trained without the geography loss, e.g.
 # `papermill notebooks/02_train.ipynb out.ipynb -p profile demo -p w_geography 0 -p run_name demo-nogeo`.
@@ -54,12 +54,13 @@ from addressclip.datasets import load_dataset
 from addressclip.evaluate import evaluate
 from addressclip.frozen_layers import image_outputs
 from addressclip.predict import AddressLocator
-from addressclip.runs import Run
+from addressclip.runs import Run, check_trained_on
 
 params = notebook.check_parameters(globals(), ["run", "dataset", "compare_run", "photos", "split", "k", "examples",
                                                "saliency_images", "seed", "device"])
 ds = load_dataset(dataset)
 locator = AddressLocator.from_checkpoint(run, dataset=dataset, device=device)
+check_trained_on(locator.model.train_config, dataset, locator.model.checkpoint.parent)  # another dataset's addresses: refused
 trained = Run(locator.model.checkpoint.parent)
 figures = trained.figures_dir
 print(trained.folder, "|", ds.name, "|", len(locator.candidates), "candidate addresses |", "backbone", locator.model.spec.backbone)
@@ -163,6 +164,7 @@ w_geo = locator.train_config.get("w_geography")
 pairs = {f"{trained.name} (w_geography={w_geo})": vis.similarity_distance_pairs(feats, coords)}
 if compare_run:
     other = AddressLocator.from_checkpoint(compare_run, candidates=ds.addresses, device=device)
+    check_trained_on(other.train_config, dataset, other.model.checkpoint.parent)
     name = other.model.checkpoint.parent.name
     pairs[f"{name} (w_geography={other.train_config.get('w_geography')})"] = vis.similarity_distance_pairs(other.embed_images(paths)[1], coords)
 else:

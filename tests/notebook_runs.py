@@ -34,10 +34,10 @@ def project_folders(root: Path):
         mp.undo()
 
 
-def first_cells(notebook: str, capsys, **given):
+def first_cells(notebook: str, capsys, cells: int = 1, **given):
     """The notebook's parameters cell, the cell papermill injects for ``-p NAME VALUE`` (VALUE typed as papermill's
-    command line types it) and the next cell, run in an IPython shell until one fails: (the shell, whose `user_ns`
-    holds what they defined, the last cell's result, what they printed)."""
+    command line types it) and the next `cells` cells, run in an IPython shell until one fails: (the shell, whose
+    `user_ns` holds what they defined, the last cell's result, what they printed)."""
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
     from papermill.cli import _resolve_type
@@ -53,7 +53,7 @@ def first_cells(notebook: str, capsys, **given):
         shell = InteractiveShell.instance()
         shell.reset(new_session=False)
         capsys.readouterr()
-        for source in (code[i].source, injected, code[i + 1].source):
+        for source in (code[i].source, injected, *(c.source for c in code[i + 1:i + 1 + cells])):
             result = shell.run_cell(source, store_history=False)
             if not result.success:
                 break

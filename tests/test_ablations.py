@@ -239,11 +239,13 @@ def test_gallery_cost_is_stored_with_the_baselines_and_read_back(tmp_path, monke
         ablations.gallery_cost(bank)  # without a folder: timed each call
 
 
-@pytest.mark.parametrize("given, variants", [({}, (2, 64)), ({"epochs": "1", "batch_size": "32"}, (1, 32))])
-def test_04_epochs_and_batch_size_set_the_variants_only(given, variants, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("given, variants, suffix", [({}, (2, 64), ""),
+                                                      ({"epochs": "1", "batch_size": "32"}, (1, 32), "-epochs1-batch_size32")])
+def test_04_epochs_and_batch_size_set_the_variants_only(given, variants, suffix, tmp_path, monkeypatch, capsys):
     """04's -p epochs and -p batch_size are every variant's; 02_train's setting, and with it the alignment run that every
     variant and baseline starts from, keeps the profile's (a batch size once reached it: -p batch_size 32 trained
-    another alignment run, and every baseline moved with it)."""
+    another alignment run, and every baseline moved with it). Such a sweep's tables and figures get names of their
+    own: they once replaced the profile's, which bench/demo_tables.py and the reports' index then showed."""
     from notebook_runs import first_cells
 
     monkeypatch.setenv("ADDRESSCLIP_OUTPUTS", str(tmp_path))  # the cell makes its tables folder
@@ -252,3 +254,12 @@ def test_04_epochs_and_batch_size_set_the_variants_only(given, variants, tmp_pat
     main, base = shell.user_ns["main"], shell.user_ns["base"]
     assert main == TrainConfig.from_dict({**profiles.training_values(profiles.resolve("demo")), "progress": False})
     assert (base.epochs, base.batch_size) == variants
+    assert shell.user_ns["suffix"] == suffix and shell.user_ns["figures"].name == f"04_figures{suffix}"
+
+
+def test_setting_suffix_names_what_a_sweep_changed():
+    assert ablations.setting_suffix({}) == ""
+    assert ablations.setting_suffix({"epochs": 6}) == "-epochs6"
+    losses = ablations.setting_suffix({"experiments": ["losses"]})
+    assert losses.startswith("-experiments-") and len(losses) == len("-experiments-") + 8
+    assert losses != ablations.setting_suffix({"experiments": ["losses", "label_aware"]})
