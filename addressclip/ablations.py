@@ -288,7 +288,7 @@ def run_baselines(names: list[str], bank, model, seeds: list[int], out_dir: str 
     planned, stored, missing = _plan_baselines(names, bank, seeds, out_dir, options)
     stored.update(zip([job[3] for job in missing],
                       sweep.run_all(_baseline_job, missing, shared=(bank, model), done=lambda job, row: log(_baseline_line(row)),
-                                    device=model.device)))
+                                    device=getattr(model, "device", "cpu"))))
     return _baseline_rows(planned, stored, seeds)
 
 

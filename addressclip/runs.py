@@ -459,18 +459,24 @@ def finished_runs(runs_dir: str | Path | None = None, dataset: str | None = None
     return sorted(found, key=lambda p: (p / "metrics.json").stat().st_mtime, reverse=True)
 
 
+class OtherDatasetWarning(UserWarning):
+    """A run evaluated or shown on a dataset it was not trained on."""
+
+
 def check_trained_on(config: dict, dataset: str | Path, run: str | Path) -> None:
-    """Refuse to evaluate or show `run` on a dataset it was not trained on (its config's `dataset` or
-    `extra_datasets`): the candidates would not be the addresses it learned. Datasets are compared by folder name,
-    so a registry name, its folder and data/<name> are the same dataset."""
+    """Warn when `run` is evaluated or shown on a dataset it was not trained on (its config's `dataset` or
+    `extra_datasets`): legitimate (another city, your photos of the city a rendered run learned), but easy to do by
+    mistake, e.g. a run name without its dataset, which then defaults to the tiny one. Datasets are compared by
+    folder name, so a registry name, its folder and data/<name> are the same dataset."""
     def key(name) -> str:
         path = Path(str(name))
         return (path.resolve() if path.exists() else path).name
 
     trained = [d for d in [config.get("dataset"), *(config.get("extra_datasets") or [])] if d]
     if trained and key(dataset) not in {key(d) for d in trained}:
-        raise UserError(f"run {run} was trained on dataset {trained[0]!r}, not {str(dataset)!r}; pass dataset "
-                        f"{trained[0]} (or a run trained on {dataset})")
+        warnings.warn(f"run {run} was trained on dataset {trained[0]!r}, not {str(dataset)!r}: its numbers here "
+                      f"rank {str(dataset)!r}'s addresses; pass dataset {trained[0]} for the dataset it learned",
+                      OtherDatasetWarning, stacklevel=2)
 
 
 def resolve_run(run: str | None, dataset: str | None = None) -> Path:

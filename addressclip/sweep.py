@@ -1,7 +1,7 @@
 """Independent jobs (the ablation runs, the baselines) side by side: one process per core, one intra-op thread each
-(`threads`). Results come back in job order and do not depend on how many processes ran them: a job computes with
-one thread whether it runs in a worker or, with one process, here. Jobs that compute on a GPU run one after another
-here, with every core (`threads.sweep_processes`).
+(`threads`). Results come back in job order and do not depend on how many processes ran them: on a CPU a job
+computes with one thread whether it runs in a worker or, with one process, here. Jobs that compute on a GPU run one
+after another here, with every core (`threads.sweep_processes`).
 
 Workers are started with "spawn" (a fresh interpreter): forking a process whose torch thread pools already run can
 hang. Warnings a job raises in a worker are raised again here, so a notebook still shows them.

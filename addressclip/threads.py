@@ -8,7 +8,7 @@
   one after the other with 2 threads each (bench/bench_threads.py). A sweep's numbers then also do not depend on
   the machine's core count: its runs always sum in the order of one thread.
 - ``ADDRESSCLIP_PROCESSES`` sets the processes of a sweep (1: one after another in this process, still with one
-  intra-op thread each, so the numbers are the same).
+  intra-op thread each on a CPU, so the numbers are the same).
 - A sweep whose jobs compute on a GPU (the paper profile's ablations) runs them one after another in this process,
   with every core: side by side, each process would hold a model, its optimizer and its batches in the one GPU's
   memory (a ViT-B/16 fine-tune at batch 256 takes tens of GB), and a job's images are decoded by the cores

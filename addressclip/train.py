@@ -135,7 +135,8 @@ def training_step(
     device = image_feats.device
     ids = gather(table.address_ids[idx].to(device), with_grad=False)
     coords = gather(table.coords[idx].to(device), with_grad=False)
-    cities = gather(table.cities[idx].to(device), with_grad=False)
+    # which city each row comes from, only where the table joins several (decided on the CPU: no GPU sync a step)
+    cities = gather(table.cities[idx].to(device), with_grad=False) if bool(table.cities.any()) else None
     return loss_fn(image_feats, model.logit_scale, addr_feats, cap_feats, ids, coords, cities)
 
 

@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         compare_run(aligned[0][0], aligned[1][0], "alignment run", problems)
     compared += 2
 
-    tables = [sorted((root / "tables").glob("ablation-runs-*.csv")) for root in (a, b)]
-    for ta, tb in zip(*tables):
+    # paired by name: a sweep other than the profile's writes tables of its own name (04's `suffix`)
+    tables = [{t.name: t for t in (root / "tables").glob("ablation-runs-*.csv")} for root in (a, b)]
+    for name in sorted(set(tables[0]) ^ set(tables[1])):
+        problems.append(f"tables/{name}: only in {'before' if name in tables[0] else 'after'}")
+    for ta, tb in ((tables[0][n], tables[1][n]) for n in sorted(set(tables[0]) & set(tables[1]))):
         ra, rb = pd.read_csv(ta), pd.read_csv(tb)
         ra["experiment"], rb["experiment"] = ra["experiment"].replace(RENAMED), rb["experiment"].replace(RENAMED)
         key = ["experiment", "variant", "seed"]

@@ -47,7 +47,7 @@ from addressclip.visualise import save_figure
 params = notebook.check_parameters(globals(), ["run", "dataset", "split", "k", "device"])
 ds = load_dataset(dataset)
 model = load_model(run, device=device, dataset=dataset)
-check_trained_on(model.train_config, dataset, model.checkpoint.parent)  # another dataset's addresses: refused
+check_trained_on(model.train_config, dataset, model.checkpoint.parent)  # another dataset's addresses: warned about
 trained = Run(model.checkpoint.parent)
 print(trained.folder, ds.name)
 

@@ -60,7 +60,7 @@ params = notebook.check_parameters(globals(), ["run", "dataset", "compare_run", 
                                                "saliency_images", "seed", "device"])
 ds = load_dataset(dataset)
 locator = AddressLocator.from_checkpoint(run, dataset=dataset, device=device)
-check_trained_on(locator.model.train_config, dataset, locator.model.checkpoint.parent)  # another dataset's addresses: refused
+check_trained_on(locator.model.train_config, dataset, locator.model.checkpoint.parent)  # another dataset's addresses: warned about
 trained = Run(locator.model.checkpoint.parent)
 figures = trained.figures_dir
 print(trained.folder, "|", ds.name, "|", len(locator.candidates), "candidate addresses |", "backbone", locator.model.spec.backbone)
@@ -131,7 +131,8 @@ if not photos:
     placed[["photo_lat", "photo_lon"]] = picked[["lat", "lon"]].to_numpy()
     placed["distance_m"] = vis.photo_prediction_lines(placed, locator.shapes)["length_m"].to_numpy()
     right = placed["address"].to_numpy() == picked["address"].to_numpy()
-    assert (placed.loc[right, "distance_m"] < 10).all(), "a right prediction lies on the photo's own sub-street"
+    if ds.segments is not None:  # without street geometry an address is placed at its other images' places, metres away
+        assert (placed.loc[right, "distance_m"] < 10).all(), "a right prediction lies on the photo's own sub-street"
 assert placed["lat"].notna().all() and placed["lon"].notna().all()  # every dataset address has a place
 vis.plot_photo_predictions(placed, locator.shapes, layers, save_dir=figures)
 placed[["image", "address", "score", "lat", "lon", "photo_lat", "photo_lon", "distance_m"]]
