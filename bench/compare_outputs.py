@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from addressclip.cache import load_json_checked
+
 NOT_COMPARED = {"eval_seconds", "gallery_seconds", "images_per_s", "epoch_seconds", "seconds", "query_ms",
                 "code_version", "run", "threads"}
 RENAMED = {"geo_form": "geography_form"}  # experiment names before a rename -> after
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     for root in (a, b):
         found = {}
         for path in (root / "baselines").glob("*.json"):
-            row = json.loads(path.read_text())
+            if path.name.startswith("addressclip-gallery-"):  # AddressCLIP's gallery size and query time: timings
+                continue
+            row = load_json_checked(path)  # as the baselines write them: the row inside a checksum
             found[(row["method"], row["seed"])] = _strip(row)
         baselines.append(found)
     for key in sorted(set(baselines[0]) | set(baselines[1])):
