@@ -76,16 +76,16 @@ def geo_loss(image_features: torch.Tensor, coords: torch.Tensor, form: str = "si
         raise ValueError(f"unknown geography loss form {form!r}; valid: {', '.join(GEOGRAPHY_FORMS)}")
     sim = image_features @ image_features.T
     several = cities is not None and len(cities) > 0 and bool((cities != cities[0]).any())
-    if not several:
+    if several:
+        dist = torch.zeros_like(sim)
+        for city in cities.unique():
+            rows = (cities == city).nonzero().squeeze(1)
+            dist[rows[:, None], rows[None, :]] = geo_distance_matrix(coords[rows]).to(sim.dtype)
+    else:
         dist = geo_distance_matrix(coords).to(sim.dtype)
-        target = 1.0 - dist if form == "similarity" else dist
-        return ((sim - target) ** 2).mean()
-    dist = torch.zeros_like(sim)
-    for city in cities.unique():
-        rows = (cities == city).nonzero().squeeze(1)
-        dist[rows[:, None], rows[None, :]] = geo_distance_matrix(coords[rows]).to(sim.dtype)
     target = 1.0 - dist if form == "similarity" else dist
-    return ((sim - target) ** 2)[cities[:, None] == cities[None, :]].mean()
+    squared = (sim - target) ** 2
+    return squared[cities[:, None] == cities[None, :]].mean() if several else squared.mean()
 
 
 def _at_least_fp32(t: torch.Tensor | None) -> torch.Tensor | None:

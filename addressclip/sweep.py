@@ -41,7 +41,6 @@ def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callab
     handed to a worker process runs to its end first) and its exception is raised here; finished jobs have kept what
     they wrote."""
     jobs = list(jobs)
-    on_gpu = str(device).startswith("cuda")
     n = processes or threads.sweep_processes(len(jobs), device)
     results: list = [None] * len(jobs)
 
@@ -54,7 +53,7 @@ def run_all(function: Callable, jobs: Sequence, shared: tuple = (), done: Callab
             done(jobs[i], value)
 
     if n <= 1:
-        with contextlib.nullcontext() if on_gpu else threads.intra_op_threads(1):
+        with contextlib.nullcontext() if threads.is_cuda(device) else threads.intra_op_threads(1):
             for i, job in enumerate(jobs):
                 keep(i, _call(function, job, shared))
         return results

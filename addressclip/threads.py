@@ -73,11 +73,11 @@ def sweep_processes(jobs: int, device="cpu") -> int:
     module's docstring); ``ADDRESSCLIP_PROCESSES`` overrides. Never more than there are jobs."""
     wanted = _env_count(PROCESSES_ENV, 1)
     if wanted is None:
-        wanted = 1 if _is_cuda(device) else cores()
+        wanted = 1 if is_cuda(device) else cores()
     return max(1, min(wanted, jobs))
 
 
-def _is_cuda(device) -> bool:
+def is_cuda(device) -> bool:
     return str(device).startswith("cuda")
 
 
@@ -103,7 +103,7 @@ def loader_workers(device, decode_only: bool = False, batches: int | None = None
         if decode_only:
             wanted = own if own > 1 else 0
         else:
-            wanted = own - 1 if _is_cuda(device) else 0
+            wanted = own - 1 if is_cuda(device) else 0
     return wanted if batches is None else min(wanted, batches)
 
 
@@ -112,7 +112,7 @@ def loader_options(device, num_workers: int | None = None, decode_only: bool = F
     """DataLoader keyword arguments for reading images to a model on `device`: ``num_workers`` (None:
     `loader_workers`) and ``pin_memory`` (on CUDA, so that a batch copies to the GPU asynchronously)."""
     workers = loader_workers(device, decode_only, batches) if num_workers is None else num_workers
-    return {"num_workers": workers, "pin_memory": _is_cuda(device)}
+    return {"num_workers": workers, "pin_memory": is_cuda(device)}
 
 
 def single_threaded() -> None:

@@ -22,3 +22,15 @@ def default_model():
     from addressclip.model import create_model
 
     return create_model(train_image="last:2", train_text="last:1")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_dataset, default_model, tmp_path_factory) -> Path:
+    """A run folder holding a model.pt as training writes it, trained on `tiny_dataset` (untrained weights: for
+    tests of the plumbing around a run; a test file may define its own)."""
+    from addressclip.runs import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("runs") / "tiny-run"
+    save_checkpoint(folder / "model.pt", {"model": default_model.clip.state_dict(), "spec": default_model.spec.to_dict(),
+                                          "config": {"dataset": str(tiny_dataset)}})
+    return folder

@@ -32,7 +32,6 @@ from addressclip.data import ADDRESS_TEMPLATE, open_image
 from addressclip.datasets import load_dataset
 from addressclip.paths import REPO_ROOT
 from addressclip.predict import gallery_key
-from addressclip.runs import save_checkpoint
 from notebook_runs import first_cells
 from test_osm import BUILDING, NODES, write_osm
 from test_real_builders import PITTS_VIEWS, make_pitts, make_sf, pitts_rel, write_jpeg
@@ -206,15 +205,6 @@ def must_not_load(monkeypatch) -> None:
 def _quiet(monkeypatch):
     monkeypatch.setenv("ADDRESSCLIP_PROGRESS", "0")
     monkeypatch.delenv("ADDRESSCLIP_DEBUG", raising=False)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_dataset, default_model, tmp_path_factory) -> Path:
-    """A run folder holding a model.pt as training writes it (untrained weights: these cases test the plumbing)."""
-    folder = tmp_path_factory.mktemp("runs") / "tiny-run"
-    save_checkpoint(folder / "model.pt", {"model": default_model.clip.state_dict(), "spec": default_model.spec.to_dict(),
-                                          "config": {"dataset": str(tiny_dataset)}})
-    return folder
 
 
 # ------------------------------------------------------------------------------------------------- training

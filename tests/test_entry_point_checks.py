@@ -17,7 +17,7 @@ from addressclip import notebook
 from addressclip.config import TrainConfig
 from addressclip.errors import UserError
 from addressclip.paths import REPO_ROOT
-from addressclip.runs import OtherDatasetWarning, Run, check_trained_on, save_checkpoint
+from addressclip.runs import OtherDatasetWarning, Run, check_trained_on
 from fixtures import make_tiny_dataset
 from notebook_runs import first_cells, project_folders
 from test_bad_input import one_line_cell_error, one_line_error, run_cells, run_cli
@@ -33,15 +33,6 @@ def _quiet(monkeypatch):
 def folders(tmp_path):
     with project_folders(tmp_path) as root:
         yield root
-
-
-@pytest.fixture(scope="module")
-def run_dir(tiny_dataset, default_model, tmp_path_factory) -> Path:
-    """A run folder as training writes its model.pt, trained on `tiny_dataset` (untrained weights: plumbing only)."""
-    folder = tmp_path_factory.mktemp("runs") / "tiny-run"
-    save_checkpoint(folder / "model.pt", {"model": default_model.clip.state_dict(), "spec": default_model.spec.to_dict(),
-                                          "config": {"dataset": str(tiny_dataset)}})
-    return folder
 
 
 @pytest.fixture(scope="module")
